@@ -1,0 +1,126 @@
+"""What `--model` names: a built-in (`tiny`, `bench-qwen3-33m`, `smollm2-135m`), a `.gguf` file, or a
+Hugging Face folder (config.json + safetensors + tokenizer). Resolves it to config, sharded
+parameters and tokenizer on a mesh, and exports back to an HF folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from flax import nnx
+from jax.sharding import Mesh
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from ascl_jax.errors import ModelNotFoundError
+from ascl_jax.models.byte_tokenizer import byte_tokenizer
+from ascl_jax.models.config import ModelConfig, RopeConfig
+from ascl_jax.models.params import ArraySource, hf_tensors, init_params, load_params
+from ascl_jax.models.safetensors_io import SafetensorsFolder, write_hf_folder
+from ascl_jax.parallel.mesh import single_device_mesh
+from ascl_jax.parallel.sharding import ShardingRules
+
+_BYTE_EOS, _BYTE_PAD = 258, 256  # <|im_end|>, <|endoftext|> in the byte tokenizer
+
+# Random-weight built-ins, used with the byte tokenizer.
+BUILTIN_CONFIGS: dict[str, ModelConfig] = {
+    # Small enough to train on a laptop CPU in minutes.
+    "tiny": ModelConfig(
+        architecture="qwen3", vocab_size=320, hidden_size=128, intermediate_size=384, num_layers=4,
+        num_heads=4, num_kv_heads=2, head_dim=32, rms_norm_eps=1e-6, rope=RopeConfig(theta=10000.0),
+        max_position_embeddings=4096, qk_norm=True, tie_word_embeddings=True,
+        eos_token_ids=(_BYTE_EOS,), pad_token_id=_BYTE_PAD,
+    ),
+    # The decode-speed comparison model (Qwen3-style, ~33M parameters).
+    "bench-qwen3-33m": ModelConfig(
+        architecture="qwen3", vocab_size=8192, hidden_size=512, intermediate_size=1536, num_layers=8,
+        num_heads=8, num_kv_heads=4, head_dim=64, rms_norm_eps=1e-6, rope=RopeConfig(theta=1000000.0),
+        max_position_embeddings=4096, qk_norm=True, tie_word_embeddings=False,
+        eos_token_ids=(_BYTE_EOS,), pad_token_id=_BYTE_PAD,
+    ),
+}
+PACKAGED = ("smollm2-135m",)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to run: config, graph definition, parameters (sharded on `mesh`), tokenizer."""
+
+    name: str
+    config: ModelConfig
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    tokenizer: PreTrainedTokenizerBase | None
+    mesh: Mesh
+    rules: ShardingRules
+
+    def module(self) -> nnx.Module:
+        """The NNX module view of the parameters (shares their arrays)."""
+        return nnx.merge(self.graphdef, self.params)
+
+
+def model_names() -> list[str]:
+    return [*BUILTIN_CONFIGS, *PACKAGED]
+
+
+def load_model(
+    spec: str,
+    mesh: Mesh | None = None,
+    rules: ShardingRules = ShardingRules(),
+    dtype: str | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """Resolve `spec` (built-in name, .gguf file or HF folder) onto `mesh` (default: one device).
+
+    `dtype` ("float32"/"bfloat16") overrides both parameter and compute dtype."""
+    mesh = mesh or single_device_mesh()
+    over = {} if dtype is None else {"dtype": dtype, "param_dtype": dtype}
+    if spec in BUILTIN_CONFIGS:
+        cfg = dataclasses.replace(BUILTIN_CONFIGS[spec], **over)
+        graphdef, params = init_params(cfg, mesh, rules, seed)
+        return LoadedModel(spec, cfg, graphdef, params, byte_tokenizer(), mesh, rules)
+    if spec == "smollm2-135m":
+        from ascl_jax.models.gguf import smollm2_gguf_path
+
+        return _load_gguf(smollm2_gguf_path(), spec, mesh, rules, over)
+    path = Path(spec)
+    if path.suffix == ".gguf" and path.is_file():
+        return _load_gguf(path, spec, mesh, rules, over)
+    if path.is_dir() and (path / "config.json").exists():
+        cfg = ModelConfig.from_hf_file(path / "config.json", **over)
+        graphdef, params = load_params(cfg, SafetensorsFolder(path), mesh, rules)
+        return LoadedModel(str(path), cfg, graphdef, params, _folder_tokenizer(path), mesh, rules)
+    if path.is_dir():
+        raise ModelNotFoundError(f"{path}: a model folder needs a config.json (a Hugging Face model folder)")
+    raise ModelNotFoundError(
+        f"no model {spec!r}: give a built-in ({', '.join(model_names())}), a .gguf file, or a folder with config.json"
+    )
+
+
+def _load_gguf(path: Path, name: str, mesh: Mesh, rules: ShardingRules, over: dict) -> LoadedModel:
+    from ascl_jax.models.gguf import load_gguf
+
+    ckpt = load_gguf(path)
+    cfg = ModelConfig.from_hf_dict(ckpt.hf_config, source=str(path), **over)
+    graphdef, params = load_params(cfg, ArraySource(ckpt.tensors, str(path)), mesh, rules)
+    return LoadedModel(name, cfg, graphdef, params, ckpt.tokenizer, mesh, rules)
+
+
+def _folder_tokenizer(path: Path) -> PreTrainedTokenizerBase | None:
+    if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return None
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def export_hf(model: LoadedModel, folder: str | Path, dtype: str | None = None) -> Path:
+    """Write `model` as an HF folder (config.json, safetensors, tokenizer files) that transformers loads.
+
+    Written atomically: the folder appears complete or not at all."""
+    cfg = model.config if dtype is None else dataclasses.replace(model.config, param_dtype=dtype)
+    tokenizer = model.tokenizer
+
+    def write_tokenizer(tmp: Path) -> None:
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+
+    return write_hf_folder(folder, cfg.to_hf_dict(), hf_tensors(model.config, model.params, dtype), write_tokenizer)

@@ -1,0 +1,197 @@
+"""Device side of the rollout: jitted, pure `prefill`, `extend` and `decode_chunk`.
+
+State layout. Each row has a sequence buffer `tokens[b, :seq_len[b]]` aligned with its KV-cache slots:
+the prompt, then every sampled or spliced token in order. The cache holds the first `seq_len - 1` of
+them; the last one (just sampled, not yet fed) is pending. A decode step feeds the pending token at
+slot `seq_len - 1`, samples the next one into slot `seq_len`, and advances `seq_len` by one. So rows
+move independently, and a tool turn appends its tokens at each row's own offset with one `extend`.
+`sampled[b, s]` marks the tokens the policy drew (the loss mask), `logprobs[b, s]` their sampler
+log-probabilities.
+
+Randomness: every row carries its own key, folded with the slot it is sampling into, so a row's draws
+do not depend on batch composition, sharding or process layout.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ascl_jax.models.config import ModelConfig
+from ascl_jax.models.decoder import KVCache, init_cache
+from ascl_jax.rollout.sampling import SamplingConfig, sample
+
+RUNNING, STOP_EOS, STOP_TOOL_CALL, STOP_LENGTH = 0, 1, 2, 3
+STOP_NAMES = {RUNNING: "running", STOP_EOS: "eos", STOP_TOOL_CALL: "tool_call", STOP_LENGTH: "length"}
+
+
+@dataclass(frozen=True)
+class StopTokens:
+    """Token ids that end a turn: `eos` ends the episode, `tool_call_end` hands the row to the host."""
+
+    eos: tuple[int, ...]
+    tool_call_end: tuple[int, ...] = ()
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class DecodeState:
+    """Per-row decoding state; every array's leading axis is the batch B, S is the capacity."""
+
+    cache: KVCache
+    tokens: jax.Array  # i32[B, S]
+    sampled: jax.Array  # bool[B, S]: drawn by the policy (loss mask)
+    logprobs: jax.Array  # f32[B, S]: sampler log-probabilities at sampled slots, 0 elsewhere
+    seq_len: jax.Array  # i32[B]: tokens in the buffer; the cache holds seq_len - 1
+    limit: jax.Array  # i32[B]: a row stops with STOP_LENGTH when seq_len reaches it
+    stop: jax.Array  # i32[B]: RUNNING or the reason the row stopped
+    row_keys: jax.Array  # key[B]
+
+    @property
+    def capacity(self) -> int:
+        return self.tokens.shape[1]
+
+
+def _forward(graphdef: nnx.GraphDef, params: nnx.State, tokens, positions, cache, offsets):
+    model = nnx.merge(graphdef, params)
+    hidden, cache = model.hidden_states(tokens, positions, cache, offsets)
+    return model, hidden, cache
+
+
+def _sample_into(state: DecodeState, logits, rows, sampling: SamplingConfig, stops: StopTokens) -> DecodeState:
+    """Sample one token for each row in `rows` (bool[B]) from logits f32[B,V] into slot seq_len."""
+    slot = state.seq_len
+    keys = jax.vmap(jax.random.fold_in)(state.row_keys, slot)
+    tok, lp = sample(logits, keys, sampling)
+    b = jnp.arange(tok.shape[0])
+    slot_c = jnp.minimum(slot, state.capacity - 1)
+    tokens = state.tokens.at[b, slot_c].set(jnp.where(rows, tok, state.tokens[b, slot_c]))
+    sampled = state.sampled.at[b, slot_c].set(jnp.where(rows, True, state.sampled[b, slot_c]))
+    logprobs = state.logprobs.at[b, slot_c].set(jnp.where(rows, lp, state.logprobs[b, slot_c]))
+    seq_len = state.seq_len + rows.astype(jnp.int32)
+    is_eos = jnp.isin(tok, jnp.asarray(stops.eos, jnp.int32)) if stops.eos else jnp.zeros_like(rows)
+    is_tool = (
+        jnp.isin(tok, jnp.asarray(stops.tool_call_end, jnp.int32)) if stops.tool_call_end else jnp.zeros_like(rows)
+    )
+    full = seq_len >= state.limit
+    reason = jnp.where(is_eos, STOP_EOS, jnp.where(is_tool, STOP_TOOL_CALL, jnp.where(full, STOP_LENGTH, RUNNING)))
+    stop = jnp.where(rows, reason, state.stop)
+    return DecodeState(state.cache, tokens, sampled, logprobs, seq_len, state.limit, stop, state.row_keys)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "group_size", "capacity", "sampling", "stops"))
+def prefill(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    prompts: jax.Array,
+    prompt_lens: jax.Array,
+    row_keys: jax.Array,
+    limit: jax.Array,
+    *,
+    cfg: ModelConfig,
+    group_size: int,
+    capacity: int,
+    sampling: SamplingConfig,
+    stops: StopTokens,
+) -> DecodeState:
+    """Run the prompts once, copy each prompt's cache to its `group_size` samples, draw their first tokens.
+
+    prompts i32[P, L] (right-padded, L <= capacity), prompt_lens i32[P] >= 1, row_keys key[P*G],
+    limit i32[P*G] (max seq_len per row). Rows g*G .. g*G+G-1 are the samples of prompt g."""
+    p, length = prompts.shape
+    cache = init_cache(cfg, p, capacity)
+    positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (p, length))
+    model, hidden, cache = _forward(graphdef, params, prompts, positions, cache, jnp.zeros((p,), jnp.int32))
+    last = jnp.take_along_axis(hidden, (prompt_lens - 1)[:, None, None], axis=1)[:, 0]
+    logits = model.logits(last)
+    rep = functools.partial(jnp.repeat, repeats=group_size, axis=0, total_repeat_length=p * group_size)
+    cache = KVCache(k=tuple(rep(k) for k in cache.k), v=tuple(rep(v) for v in cache.v))
+    b = p * group_size
+    tokens = jnp.zeros((b, capacity), jnp.int32).at[:, :length].set(rep(prompts))
+    seq_len = rep(prompt_lens).astype(jnp.int32)
+    state = DecodeState(
+        cache=cache,
+        tokens=tokens,
+        sampled=jnp.zeros((b, capacity), bool),
+        logprobs=jnp.zeros((b, capacity), jnp.float32),
+        seq_len=seq_len,
+        limit=jnp.minimum(limit, capacity).astype(jnp.int32),
+        stop=jnp.where(seq_len >= limit, STOP_LENGTH, RUNNING).astype(jnp.int32),
+        row_keys=row_keys,
+    )
+    return _sample_into(state, rep(logits), state.stop == RUNNING, sampling, stops)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "n_steps", "sampling", "stops"), donate_argnames=("state",))
+def decode_chunk(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    state: DecodeState,
+    *,
+    n_steps: int,
+    sampling: SamplingConfig,
+    stops: StopTokens,
+) -> DecodeState:
+    """At most `n_steps` decode steps; a row stops on EOS, a tool-call end token or its limit, and the
+    loop returns early once no row is running."""
+
+    def cond(carry):
+        i, s = carry
+        return (i < n_steps) & jnp.any(s.stop == RUNNING)
+
+    def body(carry):
+        i, s = carry
+        running = s.stop == RUNNING
+        b = jnp.arange(s.tokens.shape[0])
+        offset = s.seq_len - 1
+        pending = s.tokens[b, offset]
+        model, hidden, cache = _forward(graphdef, params, pending[:, None], offset[:, None], s.cache, offset)
+        logits = model.logits(hidden[:, 0])
+        s = DecodeState(cache, s.tokens, s.sampled, s.logprobs, s.seq_len, s.limit, s.stop, s.row_keys)
+        return i + 1, _sample_into(s, logits, running, sampling, stops)
+
+    return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "stops"), donate_argnames=("state",))
+def extend(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    state: DecodeState,
+    new_tokens: jax.Array,
+    new_lens: jax.Array,
+    *,
+    sampling: SamplingConfig,
+    stops: StopTokens,
+) -> tuple[DecodeState, jax.Array]:
+    """Append new_tokens i32[B, E] (first new_lens[b] of them) after each row's pending token, run them
+    through the model at the row's own offset, and sample the row's next token.
+
+    Rows with new_lens == 0 are untouched (their padded writes land beyond their valid slots). The
+    appended tokens are not marked as sampled. Returns (state, logits f32[B, V] of each row's last
+    appended token). The caller guarantees seq_len + E <= capacity for extended rows."""
+    bsz, e = new_tokens.shape
+    b = jnp.arange(bsz)
+    rows = new_lens > 0
+    offset = state.seq_len - 1
+    pending = state.tokens[b, offset]
+    fed = jnp.concatenate([pending[:, None], new_tokens], axis=1)  # [B, E+1]
+    positions = offset[:, None] + jnp.arange(e + 1, dtype=jnp.int32)[None, :]
+    model, hidden, cache = _forward(graphdef, params, fed, positions, state.cache, offset)
+    last = jnp.take_along_axis(hidden, new_lens[:, None, None], axis=1)[:, 0]
+    logits = model.logits(last)
+
+    slots = state.seq_len[:, None] + jnp.arange(e)[None, :]
+    valid = rows[:, None] & (jnp.arange(e)[None, :] < new_lens[:, None])
+    slots = jnp.where(valid, slots, state.capacity)  # out-of-range writes are dropped
+    tokens = state.tokens.at[b[:, None], slots].set(new_tokens, mode="drop")
+    sampled = state.sampled.at[b[:, None], slots].set(False, mode="drop")
+    logprobs = state.logprobs.at[b[:, None], slots].set(0.0, mode="drop")
+    seq_len = state.seq_len + jnp.where(rows, new_lens, 0)
+    stop = jnp.where(rows, jnp.where(seq_len >= state.limit, STOP_LENGTH, RUNNING), state.stop)
+    s = DecodeState(cache, tokens, sampled, logprobs, seq_len, state.limit, stop, state.row_keys)
+    return _sample_into(s, logits, rows & (stop == RUNNING), sampling, stops), logits
