@@ -1,0 +1,27 @@
+"""`ascl generate` on the built-in tiny model: chat or raw prompt, JSON output."""
+
+import json
+
+from ascl_jax.cli import main
+from ascl_jax.models.byte_tokenizer import byte_tokenizer
+
+
+def test_generate_json_raw_and_chat(capsys):
+    assert main(["generate", "--model", "tiny", "--prompt", "abc", "--raw", "--greedy",
+                 "--max-new-tokens", "5", "--json"]) == 0
+    raw = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert raw["prompt_tokens"] == [97, 98, 99]  # bytes of "abc", no template
+    assert len(raw["tokens"]) == 5 and raw["stop_reason"] == "length"
+    assert raw["text"] == byte_tokenizer().decode(raw["tokens"], skip_special_tokens=True)
+
+    assert main(["generate", "--model", "tiny", "--prompt", "abc", "--greedy", "--max-new-tokens", "5", "--json"]) == 0
+    chat = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert byte_tokenizer().decode(chat["prompt_tokens"]) == "<|im_start|>user\nabc<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_seeded_sampling_is_reproducible(capsys):
+    outs = []
+    for seed in (1, 1, 2):
+        main(["generate", "--model", "tiny", "--prompt", "x", "--max-new-tokens", "6", "--seed", str(seed), "--json"])
+        outs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["tokens"])
+    assert outs[0] == outs[1] and outs[0] != outs[2]
