@@ -1,0 +1,104 @@
+"""Rollout throughput: prefill and decode tokens/s, and what a tool turn costs when its tokens are
+spliced with one `extend` call versus re-prefilling the whole context (as agentic loops that re-render
+the conversation do). All variants run in one process with the same shapes, side by side."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ascl_jax.bench.timing import median_seconds
+from ascl_jax.models.registry import load_model
+from ascl_jax.rollout.engine import StopTokens, decode_chunk, extend, prefill
+from ascl_jax.rollout.generate import bucket, row_keys
+from ascl_jax.rollout.sampling import SamplingConfig
+
+
+def bench_rollout(
+    model_name: str,
+    batch: int = 8,
+    prompt_len: int = 64,
+    new_tokens: int = 128,
+    splice_len: int = 128,
+    greedy: bool = True,
+    repeats: int = 3,
+    dtype: str | None = None,
+) -> dict:
+    model = load_model(model_name, dtype=dtype)
+    cfg, g, p = model.config, model.graphdef, model.params
+    sampling = SamplingConfig(greedy=greedy)
+    stops = StopTokens(eos=())  # EOS ignored: every row generates exactly new_tokens
+    capacity = bucket(prompt_len + new_tokens + splice_len + 1)
+    rng = np.random.RandomState(0)
+    prompts = jnp.asarray(rng.randint(0, cfg.vocab_size, (batch, prompt_len)), jnp.int32)
+    lens = jnp.full((batch,), prompt_len, jnp.int32)
+    keys = row_keys(0, np.arange(batch))
+    limit = jnp.full((batch,), capacity, jnp.int32)
+    splice = jnp.asarray(rng.randint(0, cfg.vocab_size, (batch, splice_len)), jnp.int32)
+    splice_lens = jnp.full((batch,), splice_len, jnp.int32)
+    half = new_tokens // 2
+
+    def start(tokens=prompts, lengths=lens):
+        return prefill(g, p, tokens, lengths, keys, limit, cfg=cfg, group_size=1, capacity=capacity,
+                       sampling=sampling, stops=stops)
+
+    def decode(state, n):
+        return decode_chunk(g, p, state, n_steps=n, sampling=sampling, stops=stops)
+
+    def single_turn():
+        return decode(start(), new_tokens - 1)
+
+    def tool_turn_extend():
+        state = decode(start(), half - 1)
+        state, _ = extend(g, p, state, splice, splice_lens, sampling=sampling, stops=stops)
+        return decode(state, new_tokens - half - 1)
+
+    reprefill_len = bucket(prompt_len + half + splice_len)
+
+    def tool_turn_reprefill():
+        state = decode(start(), half - 1)
+        # re-render: the whole context so far plus the tool text, prefilled from scratch
+        ctx = jnp.concatenate([state.tokens[:, : prompt_len + half], splice], axis=1)
+        ctx = jnp.pad(ctx, ((0, 0), (0, reprefill_len - ctx.shape[1])))
+        state = start(ctx, jnp.full((batch,), prompt_len + half + splice_len, jnp.int32))
+        return decode(state, new_tokens - half - 1)
+
+    with jax.set_mesh(model.mesh):
+        t_prefill = median_seconds(start, repeats)
+        first = start()
+        jax.block_until_ready(first)
+
+        def decode_only():
+            return decode(jax.tree.map(jnp.copy, first), new_tokens - 1)
+
+        t_decode = median_seconds(decode_only, repeats)
+        t_single = median_seconds(single_turn, repeats)
+        t_extend = median_seconds(tool_turn_extend, repeats)
+        t_reprefill = median_seconds(tool_turn_reprefill, repeats)
+        out = single_turn()
+    assert int(out.seq_len[0]) == prompt_len + new_tokens
+    return {
+        "bench": "rollout",
+        "model": model_name,
+        "params": cfg.num_params,
+        "dtype": cfg.dtype,
+        "batch": batch,
+        "prompt_len": prompt_len,
+        "new_tokens": new_tokens,
+        "splice_len": splice_len,
+        "capacity": capacity,
+        "greedy": greedy,
+        "devices": len(model.mesh.devices.flat),
+        "prefill_tokens_per_s": round(batch * prompt_len / t_prefill, 1),
+        "decode_tokens_per_s": round(batch * (new_tokens - 1) / t_decode, 1),
+        "decode_ms_per_step": round(1000 * t_decode / (new_tokens - 1), 3),
+        "single_turn_seconds": round(t_single, 4),
+        "tool_turn_extend_seconds": round(t_extend, 4),
+        "tool_turn_reprefill_seconds": round(t_reprefill, 4),
+        "tool_turn_ratio_extend": round(t_extend / t_single, 3),
+        "tool_turn_ratio_reprefill": round(t_reprefill / t_single, 3),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }

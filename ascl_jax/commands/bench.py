@@ -1,0 +1,55 @@
+"""`ascl bench`: throughput benchmarks that print numbers (`--json`: one JSON object on the last line)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="throughput benchmarks", description=__doc__)
+    kinds = p.add_subparsers(dest="bench", metavar="BENCH", parser_class=type(p))
+    kinds.required = True
+    f = kinds.add_parser("forward", help="forward tokens/s (no cache) and model load time")
+    f.add_argument("--model", default="tiny")
+    f.add_argument("--batch", type=int, default=8)
+    f.add_argument("--seq-len", type=int, default=128)
+    f.add_argument("--repeats", type=int, default=5)
+    f.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=run_forward)
+    r = kinds.add_parser("rollout", help="prefill/decode tokens/s and the cost of a spliced tool turn")
+    r.add_argument("--model", default="tiny")
+    r.add_argument("--batch", type=int, default=8)
+    r.add_argument("--prompt-len", type=int, default=64)
+    r.add_argument("--new-tokens", type=int, default=128)
+    r.add_argument("--splice-len", type=int, default=128, help="tokens of the spliced tool response (R)")
+    r.add_argument("--greedy", action="store_true", help="greedy decoding (default: sampling at temperature 1)")
+    r.add_argument("--repeats", type=int, default=3)
+    r.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=run_rollout)
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+
+
+def run_forward(args: argparse.Namespace) -> int:
+    from ascl_jax.bench.forward import bench_forward
+
+    _print(bench_forward(args.model, args.batch, args.seq_len, args.repeats, args.dtype), args.json)
+    return 0
+
+
+def run_rollout(args: argparse.Namespace) -> int:
+    from ascl_jax.bench.rollout import bench_rollout
+
+    result = bench_rollout(args.model, args.batch, args.prompt_len, args.new_tokens, args.splice_len,
+                           args.greedy, args.repeats, args.dtype)
+    _print(result, args.json)
+    return 0

@@ -1,0 +1,22 @@
+"""The benchmark commands run and print their numbers as JSON (no timing is asserted)."""
+
+import json
+
+import pytest
+
+from ascl_jax.cli import main
+
+
+@pytest.mark.slow
+def test_bench_rollout_json(capsys):
+    assert main(["bench", "rollout", "--model", "tiny", "--batch", "2", "--prompt-len", "8", "--new-tokens", "8",
+                 "--splice-len", "8", "--repeats", "1", "--greedy", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("decode_tokens_per_s", "prefill_tokens_per_s", "tool_turn_ratio_extend", "tool_turn_ratio_reprefill"):
+        assert out[key] > 0
+
+
+def test_bench_forward_json(capsys):
+    assert main(["bench", "forward", "--model", "tiny", "--batch", "2", "--seq-len", "16", "--repeats", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["forward_tokens_per_s"] > 0 and out["params"] == 828800
