@@ -20,7 +20,7 @@ def _ours(ref):
     cfg = ModelConfig.from_hf_dict(ref.config.to_dict())
     mesh = single_device_mesh()
     graphdef, params = load_params(cfg, ArraySource(state_dict_numpy(ref), "torch"), mesh)
-    return LoadedModel("ref", cfg, graphdef, params, None, mesh, ShardingRules())
+    return LoadedModel("ref", cfg, graphdef, params, None, mesh, ShardingRules(), None)
 
 
 def _padded_batch(vocab):

@@ -40,6 +40,11 @@ BUILTIN_CONFIGS: dict[str, ModelConfig] = {
     ),
 }
 PACKAGED = ("smollm2-135m",)
+# Chat format by architecture for loaded checkpoints: Qwen speaks its own template; SmolLM2 (llama
+# architecture) speaks ChatML. A Llama 3 checkpoint's header-token format is not ChatML: building a
+# ChatML format on its tokenizer fails with a message that says so.
+CHAT_FORMAT_KEY = "ascl_chat_format"
+_CHAT_FAMILY = {"qwen3": "qwen3", "qwen2": "qwen2_5", "llama": "chatml"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase | None
     mesh: Mesh
     rules: ShardingRules
+    chat_family: str | None  # the `ascl_jax.chat` format its tokenizer speaks; None when unknown
 
     def module(self) -> nnx.Module:
         """The NNX module view of the parameters (shares their arrays)."""
@@ -78,7 +84,7 @@ def load_model(
     if spec in BUILTIN_CONFIGS:
         cfg = dataclasses.replace(BUILTIN_CONFIGS[spec], **over)
         graphdef, params = init_params(cfg, mesh, rules, seed)
-        return LoadedModel(spec, cfg, graphdef, params, byte_tokenizer(), mesh, rules)
+        return LoadedModel(spec, cfg, graphdef, params, byte_tokenizer(), mesh, rules, "chatml")
     if spec == "smollm2-135m":
         from ascl_jax.models.gguf import smollm2_gguf_path
 
@@ -89,7 +95,8 @@ def load_model(
     if path.is_dir() and (path / "config.json").exists():
         cfg = ModelConfig.from_hf_file(path / "config.json", **over)
         graphdef, params = load_params(cfg, SafetensorsFolder(path), mesh, rules)
-        return LoadedModel(str(path), cfg, graphdef, params, _folder_tokenizer(path), mesh, rules)
+        family = _folder_chat_family(path / "config.json", cfg)
+        return LoadedModel(str(path), cfg, graphdef, params, _folder_tokenizer(path), mesh, rules, family)
     if path.is_dir():
         raise ModelNotFoundError(f"{path}: a model folder needs a config.json (a Hugging Face model folder)")
     raise ModelNotFoundError(
@@ -103,7 +110,14 @@ def _load_gguf(path: Path, name: str, mesh: Mesh, rules: ShardingRules, over: di
     ckpt = load_gguf(path)
     cfg = ModelConfig.from_hf_dict(ckpt.hf_config, source=str(path), **over)
     graphdef, params = load_params(cfg, ArraySource(ckpt.tensors, str(path)), mesh, rules)
-    return LoadedModel(name, cfg, graphdef, params, ckpt.tokenizer, mesh, rules)
+    return LoadedModel(name, cfg, graphdef, params, ckpt.tokenizer, mesh, rules, _CHAT_FAMILY.get(cfg.architecture))
+
+
+def _folder_chat_family(config_path: Path, cfg: ModelConfig) -> str | None:
+    import json
+
+    # A folder this project exported records its chat format; others go by architecture.
+    return json.loads(config_path.read_text()).get(CHAT_FORMAT_KEY) or _CHAT_FAMILY.get(cfg.architecture)
 
 
 def _folder_tokenizer(path: Path) -> PreTrainedTokenizerBase | None:
@@ -123,4 +137,5 @@ def export_hf(model: LoadedModel, folder: str | Path, dtype: str | None = None) 
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
 
-    return write_hf_folder(folder, cfg.to_hf_dict(), hf_tensors(model.config, model.params, dtype), write_tokenizer)
+    hf_config = {**cfg.to_hf_dict(), CHAT_FORMAT_KEY: model.chat_family}
+    return write_hf_folder(folder, hf_config, hf_tensors(model.config, model.params, dtype), write_tokenizer)

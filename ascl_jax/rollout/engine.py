@@ -31,10 +31,20 @@ STOP_NAMES = {RUNNING: "running", STOP_EOS: "eos", STOP_TOOL_CALL: "tool_call", 
 
 @dataclass(frozen=True)
 class StopTokens:
-    """Token ids that end a turn: `eos` ends the episode, `tool_call_end` hands the row to the host."""
+    """What ends a turn: a token in `eos` ends the episode; a sampled token sequence that completes one
+    of `tool_call_end` (e.g. the single id of `</tool_call>`, or its several ids in a vocabulary without
+    that token) hands the row to the host for a tool turn."""
 
     eos: tuple[int, ...]
-    tool_call_end: tuple[int, ...] = ()
+    tool_call_end: tuple[tuple[int, ...], ...] = ()
+
+
+def _ends_with(tokens: jax.Array, last: jax.Array, seq: tuple[int, ...]) -> jax.Array:
+    """bool[B]: tokens[b, last[b]-len(seq)+1 .. last[b]] == seq."""
+    n = len(seq)
+    idx = last[:, None] - (n - 1) + jnp.arange(n)[None, :]
+    window = jnp.take_along_axis(tokens, jnp.clip(idx, 0, tokens.shape[1] - 1), axis=1)
+    return jnp.all(window == jnp.asarray(seq, jnp.int32)[None, :], axis=1) & (idx[:, 0] >= 0)
 
 
 @jax.tree_util.register_dataclass
@@ -74,9 +84,9 @@ def _sample_into(state: DecodeState, logits, rows, sampling: SamplingConfig, sto
     logprobs = state.logprobs.at[b, slot_c].set(jnp.where(rows, lp, state.logprobs[b, slot_c]))
     seq_len = state.seq_len + rows.astype(jnp.int32)
     is_eos = jnp.isin(tok, jnp.asarray(stops.eos, jnp.int32)) if stops.eos else jnp.zeros_like(rows)
-    is_tool = (
-        jnp.isin(tok, jnp.asarray(stops.tool_call_end, jnp.int32)) if stops.tool_call_end else jnp.zeros_like(rows)
-    )
+    is_tool = jnp.zeros_like(rows)
+    for seq in stops.tool_call_end:
+        is_tool = is_tool | _ends_with(tokens, slot_c, seq)
     full = seq_len >= state.limit
     reason = jnp.where(is_eos, STOP_EOS, jnp.where(is_tool, STOP_TOOL_CALL, jnp.where(full, STOP_LENGTH, RUNNING)))
     stop = jnp.where(rows, reason, state.stop)
