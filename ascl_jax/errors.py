@@ -23,3 +23,7 @@ class ModelNotFoundError(UserError):
 
 class RuleBookError(UserError):
     """A malformed rule book or rule (names the file, the line, the field and the fix)."""
+
+
+class ChatError(UserError):
+    """A conversation, tool schema or chat format that cannot be rendered (names the message and the fix)."""

@@ -53,3 +53,37 @@ def torch_reference(family: str, seed: int = 0):
 
 def state_dict_numpy(model) -> dict[str, np.ndarray]:
     return {k: v.detach().float().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def overfit(model, sequences, masks, steps=150, lr=3e-3):
+    """Train `model` (a LoadedModel) by SFT on a few sequences until it reproduces them; returns params.
+
+    A real training loop (the project's SFT loss and update step), used to make a tiny model behave in a
+    known way, e.g. call the rule tool, so the rollout machinery can be checked end to end."""
+    import jax.numpy as jnp
+
+    from ascl_jax.sft.loss import sft_loss
+    from ascl_jax.training.optimizer import OptimizerConfig, make_optimizer
+    from ascl_jax.training.update import update_step
+
+    width = max(len(s) for s in sequences)
+    tokens = np.zeros((len(sequences), width), np.int32)
+    mask = np.zeros((len(sequences), width), np.float32)
+    for i, (s, m) in enumerate(zip(sequences, masks)):
+        tokens[i, : len(s)] = s
+        mask[i, : len(m)] = m
+    tx = make_optimizer(OptimizerConfig(learning_rate=lr, total_steps=steps, min_lr_ratio=0.3, max_grad_norm=1.0))
+    params = jax_tree_copy(model.params)
+    opt_state = tx.init(params)
+    batch = {"tokens": jnp.asarray(tokens), "loss_mask": jnp.asarray(mask)}
+    for _ in range(steps):
+        params, opt_state, metrics = update_step(model.graphdef, params, opt_state, batch, loss_fn=sft_loss, tx=tx,
+                                                 num_micro=1)
+    return params, float(metrics["loss"])
+
+
+def jax_tree_copy(tree):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(jnp.copy, tree)

@@ -1,0 +1,529 @@
+"""Chat formats: messages -> text -> tokens, the tool-turn delta, and what ends a turn, per model family.
+
+A `ChatFormat` is a frozen dataclass holding a tokenizer, a Jinja chat template and a family name; the
+work is done by the module functions below (`render`, `encode_conversation`, `prompt_tokens`,
+`tool_turn_delta`, `final_answer`, ...), which the dataclass also offers as methods. Families:
+
+- `qwen3`: Qwen3's official template (hybrid thinking: the model opens `<think>` itself; with
+  `enable_thinking=False` the generation prompt carries an empty `<think>\\n\\n</think>\\n\\n`);
+- `qwen2_5`: Qwen2.5-Instruct's official template;
+- `chatml`: `ascl_jax/chat/templates/chatml_tools.jinja`, ChatML for the SmolLM2 family with the same Hermes
+  `<tool_call>` / `<tool_response>` tags (as plain text there: SmolLM2 has no such tokens).
+
+All three use `<|im_start|>role\\n...<|im_end|>\\n` turns; tool results go back as a user turn of
+`<tool_response>\\n...\\n</tool_response>` blocks.
+
+**Token in, token out.** During a rollout the prompt is `prompt_tokens(messages, tools)`; the model samples
+its turn; if the turn ended with a tool call, the host appends `tool_turn_delta(responses)` (end of the
+assistant turn, the tool turn, the opening of the next assistant turn) and the model continues from the
+same KV cache. The invariant, tested per family:
+
+    prompt_tokens(msgs, tools) + sampled_1 + tool_turn_delta([r]) + sampled_2 + assistant_turn_end_tokens
+        == encode_conversation(msgs + [assistant(sampled_1), tool(r), assistant(sampled_2)], tools)
+
+where `sampled_k` is the model's text tokenized as the model writes it (`encode_assistant`), the
+assistant messages are `assistant_message(text)`, and the first of `assistant_turn_end_tokens` is the eos
+the model samples. Two things can break it, both outside the template's control, and neither touches
+training, which always uses the tokens that were actually sampled:
+
+- BPE: if the model sampled a non-canonical split of its text (e.g. `"Hel" "lo"`), no re-tokenization of
+  the text gives those tokens back.
+- Qwen3's template rewrites reasoning. It drops the `<think>` block of every assistant turn *before the last
+  user query* (earlier exchanges of a multi-turn chat). The turns of one ASCL episode all come after its
+  single user query (tool results are `tool` messages, which the template does not count as queries), so
+  their reasoning is kept: the model saw it in its KV cache and the re-render shows it too. For those
+  turns the template also re-formats the reasoning (`<think>\\n` + reasoning.strip() + `\\n</think>\\n\\n`),
+  and leaves a turn without reasoning bare. This module renders the *intermediate* turns of the current
+  exchange verbatim (it passes `reasoning_content=""`, which makes the official template print the content
+  as it is), so a call made mid-reasoning (`<think>\\n... <tool_call>...</tool_call>`, no `</think>` yet) and a
+  turn that started with an empty think block (non-thinking mode) re-render exactly as sampled. The *final*
+  assistant turn always goes through the template's reformatting, so it re-renders exactly only when
+  sampled in the template's canonical form (`<think>\\n...\\n</think>\\n\\n` + answer), which is how Qwen3
+  writes it. Earlier exchanges keep the official behaviour (reasoning dropped), which is what the model
+  sees when such a history is its prompt.
+
+**Untrusted text.** Content of system, user and tool messages (prompts, rules, tool output) and every
+string in the tool schemas can never become a control or markup token: a rule containing `<|im_end|>`,
+`<|im_start|>assistant` or `<tool_call>` is tokenized as ordinary byte-level pieces, so it cannot end a
+turn, forge a turn or forge a call. In assistant content the markup tokens the model writes itself
+(`<think>`, `</think>`, `<tool_call>`, `</tool_call>`, ...: the tokenizer's non-special added tokens) are
+recognised, the special ones (`<|im_end|>`, `<|im_start|>`, `<|endoftext|>`) are not. How: before rendering,
+each occurrence of a protected token string in such text gets an invisible marker character inserted
+after its first character, so the template's output contains control tokens only where the template
+itself wrote them; the rendered text is then split at the real control tokens, and the text between them
+(markers removed) is encoded by a copy of the tokenizer that has no added tokens at all. `render`,
+`encode_conversation`, `prompt_tokens` and `tool_turn_delta` all follow this one rule, so the delta equality
+holds for any content. For text without protected strings the tokens are the tokenizer's ordinary
+encoding of `render(...)` (so, for canonical turns, its own `apply_chat_template(..., tokenize=True)`). Note
+that the tokenizer's `split_special_tokens=True` is not enough for this: it still matches the non-special
+added tokens, such as Qwen's `<tool_call>`. One visible consequence, which is the point: Qwen3's template
+treats a *user* message wrapped in `<tool_response>...</tool_response>` as a tool result; here it stays a user
+query.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokenizers import Tokenizer
+
+from ascl_jax.chat.toolcall import (
+    THINK_END,
+    TOOL_CALL_END,
+    ParsedCall,
+    ToolCallConfig,
+    normalize_tools,
+    parse_tool_calls,
+    reasoning_spans,
+    strip_tool_calls,
+)
+from ascl_jax.errors import ChatError, ConfigError
+
+FAMILIES = ("qwen3", "qwen2_5", "chatml")
+_TEMPLATE_NAMES = {"qwen3": "qwen3", "qwen2_5": "qwen2_5", "chatml": "chatml_tools"}
+ROLES = ("system", "user", "assistant", "tool")
+ASSISTANT_HEADER = "<|im_start|>assistant\n"
+_REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
+
+Message = Mapping[str, Any]
+Tools = Sequence[Mapping] | Mapping[str, Mapping] | None
+
+
+# ------------------------------------------------------------------------------------------ the codec
+
+
+class _Codec:
+    """Per-tokenizer tables: the added tokens, the patterns that find them, and a copy with no added tokens."""
+
+    def __init__(self, tokenizer):
+        backend = tokenizer.backend_tokenizer
+        decoder = backend.get_added_tokens_decoder()  # id -> AddedToken
+        self.added: dict[str, int] = {tok.content: i for i, tok in decoder.items()}
+        self.special = frozenset(tok.content for tok in decoder.values() if tok.special)
+        self.control_re = _alternation(self.added)
+        self.special_re = _alternation(self.special)
+        spec = json.loads(backend.to_str())
+        spec["added_tokens"] = []
+        self.plain = Tokenizer.from_str(json.dumps(spec))
+        added_ids = set(self.added.values())
+        for content in self.added:
+            if added_ids & set(self.encode_plain(content)):
+                raise ConfigError(
+                    f"This tokenizer's BPE merges rebuild the control token {content!r} from plain text, so "
+                    "untrusted text could forge it; use a tokenizer whose control tokens are added tokens only."
+                )
+
+    def encode_plain(self, text: str) -> list[int]:
+        return self.plain.encode(text, add_special_tokens=False).ids if text else []
+
+    def encode_marked(self, text: str, markers: str) -> list[int]:
+        """Split `text` at real added tokens; encode the rest (marker characters removed) as plain text."""
+        ids: list[int] = []
+        pos = 0
+        strip = str.maketrans("", "", markers)
+        if self.control_re is not None:
+            for m in self.control_re.finditer(text):
+                if m.start() > pos:
+                    ids += self.encode_plain(text[pos : m.start()].translate(strip))
+                ids.append(self.added[m.group()])
+                pos = m.end()
+        if pos < len(text):
+            ids += self.encode_plain(text[pos:].translate(strip))
+        return ids
+
+    def guard(self, text: str, marker: str, *, assistant: bool) -> str:
+        """Break every protected token string in `text` with `marker` (all added tokens, or only special ones)."""
+        pattern = self.special_re if assistant else self.control_re
+        if pattern is None:
+            return text
+        return pattern.sub(lambda m: m.group()[0] + marker + m.group()[1:], text)
+
+
+def _alternation(strings) -> re.Pattern | None:
+    strings = sorted(strings, key=len, reverse=True)
+    return re.compile("|".join(re.escape(s) for s in strings)) if strings else None
+
+
+_CODECS: "weakref.WeakKeyDictionary[Any, _Codec]" = weakref.WeakKeyDictionary()
+
+
+def _codec_for(tokenizer) -> _Codec:
+    try:
+        return _CODECS[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    codec = _Codec(tokenizer)
+    try:
+        _CODECS[tokenizer] = codec
+    except TypeError:
+        pass
+    return codec
+
+
+def _free_chars(blob: str, n: int) -> str:
+    """`n` private-use characters that do not occur in `blob` (markers and sentinels)."""
+    out = []
+    for cp in range(0xF0000, 0xFFFFE):
+        c = chr(cp)
+        if c not in blob:
+            out.append(c)
+            if len(out) == n:
+                return "".join(out)
+    raise ChatError("The conversation uses every private-use character, so it cannot be marked; remove them.")
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def _guard_value(value: Any, guard) -> Any:
+    if isinstance(value, str):
+        return guard(value)
+    if isinstance(value, Mapping):
+        return {guard(k) if isinstance(k, str) else k: _guard_value(v, guard) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_guard_value(v, guard) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------------- the dataclass
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """One model family's chat format: a tokenizer and a chat template (build it with `chat_format`).
+
+    family: "qwen3", "qwen2_5" or "chatml".
+    tokenizer: a Hugging Face fast tokenizer (treated as read-only).
+    template: the Jinja chat template text.
+    enable_thinking: Qwen3 only; False makes the generation prompt close an empty reasoning block.
+    """
+
+    family: str
+    tokenizer: Any = field(repr=False)  # compared by identity
+    template: str = field(repr=False)
+    enable_thinking: bool = True
+    _codec: _Codec = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ConfigError(f"Unknown chat format {self.family!r}; choose one of: {', '.join(FAMILIES)}.")
+        codec = _codec_for(self.tokenizer)
+        for needed in ("<|im_start|>", "<|im_end|>"):
+            if needed not in codec.added:
+                raise ConfigError(
+                    f"The {self.family} chat format needs {needed} as a single token, but this tokenizer does not "
+                    "have it; pass the model's own tokenizer."
+                )
+        object.__setattr__(self, "_codec", codec)
+
+    # -- rendering and tokenization (see the module functions of the same names)
+
+    def render(self, messages: Sequence[Message], tools: Tools = None, add_generation_prompt: bool = False) -> str:
+        return render(self, messages, tools, add_generation_prompt)
+
+    def encode_conversation(
+        self, messages: Sequence[Message], tools: Tools = None, add_generation_prompt: bool = False
+    ) -> list[int]:
+        return encode_conversation(self, messages, tools, add_generation_prompt)
+
+    def prompt_tokens(self, messages: Sequence[Message], tools: Tools = None) -> list[int]:
+        return prompt_tokens(self, messages, tools)
+
+    def tool_turn_delta(self, tool_responses: Sequence[str]) -> list[int]:
+        return tool_turn_delta(self, tool_responses)
+
+    def encode_assistant(self, text: str) -> list[int]:
+        return encode_assistant(self, text)
+
+    def encode_text(self, text: str) -> list[int]:
+        return encode_text(self, text)
+
+    def final_answer(self, text: str) -> str:
+        return final_answer(self, text)
+
+    def assistant_message(self, sampled_text: str) -> dict:
+        return assistant_message(self, sampled_text)
+
+    def parse_tool_calls(
+        self, text: str, tools: Tools = None, config: ToolCallConfig | None = None
+    ) -> list[ParsedCall]:
+        return parse_turn_tool_calls(self, text, tools, config)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids`, every token included (markup and control tokens as their strings)."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    # -- what ends a turn
+
+    @functools.cached_property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """Tokens that end the model's turn: `<|im_end|>` (the eos), then `<|endoftext|>` where it exists."""
+        ids = []
+        for content in (self.tokenizer.eos_token, "<|im_end|>", "<|endoftext|>"):
+            i = self._codec.added.get(content) if content else None
+            if i is not None and i not in ids:
+                ids.append(i)
+        return tuple(ids)
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Text that ends a tool-calling turn (the host then parses the call and appends the tool turn)."""
+        return (TOOL_CALL_END,)
+
+    @functools.cached_property
+    def tool_call_end_token_ids(self) -> tuple[int, ...]:
+        """Token ids that end a tool-calling turn when sampled: `</tool_call>` where it is a single token
+        (Qwen: 151658); empty where it is not (SmolLM2), and then `tool_call_end_sequence` is the fast path."""
+        i = self._codec.added.get(TOOL_CALL_END)
+        return (i,) if i is not None else ()
+
+    @functools.cached_property
+    def tool_call_end_sequence(self) -> tuple[int, ...]:
+        """The canonical tokens of `</tool_call>` (one token for Qwen). A model may also write it with other
+        splits, so a decoder that stops on this suffix should also check `stop_strings` on the decoded text."""
+        return tuple(encode_assistant(self, TOOL_CALL_END))
+
+    @functools.cached_property
+    def assistant_turn_end_tokens(self) -> tuple[int, ...]:
+        """What the template writes after an assistant turn's text: `<|im_end|>` (the eos the model samples)
+        and the newline the template adds after it."""
+        marked, markers, sentinel = _render_with_sentinel(self, [])
+        return tuple(self._codec.encode_marked(marked[marked.index(sentinel) + len(sentinel) :], markers))
+
+    @functools.cached_property
+    def generation_prefix(self) -> str:
+        """Text the generation prompt adds after `<|im_start|>assistant\\n` (Qwen3 non-thinking:
+        `<think>\\n\\n</think>\\n\\n`; otherwise empty). The model's turn text starts after it."""
+        probe = [{"role": "user", "content": "x"}]
+        with_prompt = render(self, probe, None, True)
+        without = render(self, probe, None, False)
+        if not with_prompt.startswith(without):
+            raise ChatError(f"The {self.family} template's generation prompt does not extend the conversation.")
+        added = with_prompt[len(without) :]
+        if not added.startswith(ASSISTANT_HEADER):
+            raise ChatError(f"The {self.family} template's generation prompt does not open an assistant turn.")
+        return added[len(ASSISTANT_HEADER) :]
+
+    @functools.cached_property
+    def starts_in_reasoning(self) -> bool:
+        """Whether the generation prompt leaves a reasoning block open (the model's text starts inside it)."""
+        spans = reasoning_spans(self.generation_prefix)
+        return bool(spans) and not self.generation_prefix[: spans[-1][1]].endswith(THINK_END)
+
+
+def chat_format(
+    family: str = "qwen3", tokenizer=None, *, enable_thinking: bool = True, template: str | None = None
+) -> ChatFormat:
+    """The `ChatFormat` of `family` ("qwen3", "qwen2_5" or "chatml").
+
+    tokenizer: defaults to the packaged Qwen tokenizer for the Qwen families; required for "chatml" (e.g.
+        `ascl_jax.models.gguf.load_gguf(smollm2_gguf_path()).tokenizer`).
+    template: overrides the packaged template of the family (Jinja text).
+    """
+    if family not in FAMILIES:
+        raise ConfigError(f"Unknown chat format {family!r}; choose one of: {', '.join(FAMILIES)}.")
+    from ascl_jax.models.qwen_tokenizer import chat_template_text, qwen_tokenizer
+
+    if tokenizer is None:
+        if family == "chatml":
+            raise ConfigError(
+                "The chatml chat format needs the model's tokenizer, e.g. "
+                "chat_format('chatml', load_gguf(smollm2_gguf_path()).tokenizer)."
+            )
+        tokenizer = qwen_tokenizer(family)
+    return ChatFormat(
+        family=family,
+        tokenizer=tokenizer,
+        template=template if template is not None else chat_template_text(_TEMPLATE_NAMES[family]),
+        enable_thinking=enable_thinking,
+    )
+
+
+# -------------------------------------------------------------------------------------- rendering
+
+
+def _prepare(fmt: ChatFormat, messages: Sequence[Message], tools: Tools, marker: str) -> tuple[list[dict], list | None]:
+    """Validated, guarded copies of the messages and tools, as the template will see them."""
+    codec = fmt._codec
+    guard_data = functools.partial(codec.guard, marker=marker, assistant=False)
+    guard_assistant = functools.partial(codec.guard, marker=marker, assistant=True)
+    out: list[dict] = []
+    for k, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise ChatError(f"Message {k} is {type(message).__name__}, not a dict with 'role' and 'content'.")
+        role = message.get("role")
+        if role not in ROLES:
+            raise ChatError(f"Message {k} has role {role!r}; use one of: {', '.join(ROLES)}.")
+        content = message.get("content")
+        if role != "assistant" and not isinstance(content, (str, list)):
+            raise ChatError(f"Message {k} ({role}) needs 'content' as a string, got {type(content).__name__}.")
+        if role == "assistant" and content is None and not message.get("tool_calls"):
+            raise ChatError(f"Message {k} (assistant) has neither 'content' nor 'tool_calls'.")
+        guard = guard_assistant if role == "assistant" else guard_data
+        out.append({key: (value if key == "role" else _guard_value(value, guard)) for key, value in message.items()})
+    if fmt.family == "qwen3":
+        _qwen3_verbatim_intermediate_turns(out)
+    tool_list = normalize_tools(tools)
+    tool_list = _guard_value(tool_list, guard_data) if tool_list else None
+    return out, tool_list
+
+
+def _qwen3_verbatim_intermediate_turns(messages: list[dict]) -> None:
+    """Give the assistant turns between the last user query and the final message `reasoning_content=""`.
+
+    Qwen3's template then prints their content as it is instead of re-formatting the reasoning it finds in
+    it (the same text whenever the turn is in canonical form; the sampled text otherwise). Turns before the
+    last query and the final message keep the template's own handling.
+    """
+    last_query = -1
+    for k, m in enumerate(messages):
+        if m["role"] == "user" and isinstance(m.get("content"), str):
+            last_query = k
+    for k in range(last_query + 1, len(messages) - 1):
+        m = messages[k]
+        if m["role"] == "assistant" and all(m.get(key) is None for key in _REASONING_KEYS):
+            m["reasoning_content"] = ""
+
+
+def _render_marked(
+    fmt: ChatFormat, messages: Sequence[Message], tools: Tools, add_generation_prompt: bool, extra: str = ""
+) -> tuple[str, str]:
+    """The rendered text with protection markers still in, and the marker character."""
+    blob = extra + "".join(_strings(list(messages))) + "".join(_strings(tools if tools is not None else []))
+    marker = _free_chars(blob, 1)
+    msgs, tool_list = _prepare(fmt, messages, tools, marker)
+    if not msgs:
+        raise ChatError("The conversation has no messages.")
+    try:
+        text = fmt.tokenizer.apply_chat_template(
+            msgs,
+            tools=tool_list,
+            chat_template=fmt.template,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            enable_thinking=fmt.enable_thinking,
+        )
+    except ChatError:
+        raise
+    except Exception as e:  # jinja2 errors, or a template raising on bad input
+        raise ChatError(f"The {fmt.family} chat template cannot render this conversation: {e}") from e
+    return text, marker
+
+
+def render(
+    fmt: ChatFormat, messages: Sequence[Message], tools: Tools = None, add_generation_prompt: bool = False
+) -> str:
+    """The conversation as text, as the template writes it (equal to the tokenizer's own
+    `apply_chat_template(..., tokenize=False)` except for the protections described in the module docstring)."""
+    text, marker = _render_marked(fmt, messages, tools, add_generation_prompt)
+    return text.replace(marker, "")
+
+
+def encode_conversation(
+    fmt: ChatFormat, messages: Sequence[Message], tools: Tools = None, add_generation_prompt: bool = False
+) -> list[int]:
+    """The token ids of the rendered conversation; untrusted text never yields control or markup tokens."""
+    text, marker = _render_marked(fmt, messages, tools, add_generation_prompt)
+    return fmt._codec.encode_marked(text, marker)
+
+
+def prompt_tokens(fmt: ChatFormat, messages: Sequence[Message], tools: Tools = None) -> list[int]:
+    """The prompt the model continues: the conversation plus the opening of the assistant's turn."""
+    return encode_conversation(fmt, messages, tools, add_generation_prompt=True)
+
+
+def _render_with_sentinel(fmt: ChatFormat, tool_responses: Sequence[str]) -> tuple[str, str, str]:
+    for k, r in enumerate(tool_responses):
+        if not isinstance(r, str):
+            raise ChatError(f"Tool response {k} is {type(r).__name__}, not a string.")
+    sentinel = _free_chars("".join(tool_responses), 2)[1]  # differs from the marker, which is the first free one
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": sentinel}]
+    messages += [{"role": "tool", "content": r} for r in tool_responses]
+    text, marker = _render_marked(fmt, messages, None, bool(tool_responses), extra=sentinel)
+    if text.count(sentinel) != 1:
+        raise ChatError(f"The {fmt.family} template does not render an assistant turn's content verbatim.")
+    return text, marker, sentinel
+
+
+def tool_turn_delta(fmt: ChatFormat, tool_responses: Sequence[str]) -> list[int]:
+    """The tokens to append after an assistant turn that ended with a tool call (its last sampled token is
+    `</tool_call>`): the end of that turn, one user turn with a `<tool_response>` block per response, and the
+    opening of the next assistant turn. For Qwen:
+    `<|im_end|>\\n<|im_start|>user\\n<tool_response>\\n...\\n</tool_response><|im_end|>\\n<|im_start|>assistant\\n`.
+    The responses are untrusted text: they never yield control or markup tokens.
+    """
+    if not tool_responses:
+        raise ChatError("tool_turn_delta needs at least one tool response (use the error message for a failed call).")
+    text, marker, sentinel = _render_with_sentinel(fmt, list(tool_responses))
+    delta = text[text.index(sentinel) + len(sentinel) :]
+    ids = fmt._codec.encode_marked(delta, marker)
+    if not ids or ids[0] not in fmt._codec.added.values():
+        # the delta must start at a control token, or its first piece could merge with the sampled text
+        raise ChatError(f"The {fmt.family} template does not end an assistant turn with a control token.")
+    return ids
+
+
+def encode_assistant(fmt: ChatFormat, text: str) -> list[int]:
+    """Tokens of text the model writes: markup tokens (`<think>`, `<tool_call>`, ...) are recognised; control
+    tokens (`<|im_end|>`, ...) are not (the model ends its turn by sampling eos, not by writing its name)."""
+    marker = _free_chars(text, 1)
+    return fmt._codec.encode_marked(fmt._codec.guard(text, marker, assistant=True), marker)
+
+
+def encode_text(fmt: ChatFormat, text: str) -> list[int]:
+    """Tokens of untrusted text (rules, prompts, tool output): ordinary byte-level pieces only."""
+    return fmt._codec.encode_plain(text)
+
+
+def assistant_message(fmt: ChatFormat, sampled_text: str) -> dict:
+    """The assistant message whose rendering is the generation prompt's opening plus `sampled_text`."""
+    return {"role": "assistant", "content": fmt.generation_prefix + sampled_text}
+
+
+# ------------------------------------------------------------------------------------ reading turns
+
+
+def parse_turn_tool_calls(
+    fmt: ChatFormat, text: str, tools: Tools = None, config: ToolCallConfig | None = None
+) -> list[ParsedCall]:
+    """`toolcall.parse_tool_calls` on one sampled turn, knowing whether the format's prompt opened reasoning."""
+    config = config or ToolCallConfig()
+    if fmt.starts_in_reasoning and not config.starts_in_reasoning:
+        config = dataclasses.replace(config, starts_in_reasoning=True)
+    return parse_tool_calls(text, tools, config)
+
+
+def final_answer(fmt: ChatFormat, text: str) -> str:
+    """The answer in an assistant turn's text: what follows its last reasoning block, with tool calls and
+    end-of-turn token strings removed, stripped. Empty when the reasoning block was never closed.
+
+    Pass the text of the last assistant turn (decoded with its markup tokens, e.g. `fmt.decode(ids)`).
+    """
+    spans = reasoning_spans(text, starts_in_reasoning=fmt.starts_in_reasoning)
+    if spans:
+        a, b = spans[-1]
+        if not text[a:b].endswith(THINK_END):
+            return ""
+        text = text[b:]
+    text = strip_tool_calls(text)
+    for i in fmt.eos_token_ids:
+        content = next((c for c, j in fmt._codec.added.items() if j == i), None)
+        if content:
+            text = text.replace(content, "")
+    return text.strip()

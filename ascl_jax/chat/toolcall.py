@@ -1,0 +1,514 @@
+"""Parse Hermes-style tool calls out of the text an assistant generated.
+
+The model calls a tool by writing
+
+    <tool_call>
+    {"name": "consult_safety_rules", "arguments": {"category": "cyber", "query": "port scanning"}}
+    </tool_call>
+
+`parse_tool_calls(text, tools, config)` returns one entry per `<tool_call>` block, in order: a `ToolCall`
+when the block is a valid call of a known tool, or a `ToolCallError` that says what is wrong. Nothing
+here ever raises on model output: every problem becomes a `ToolCallError` whose `message` is written
+to be shown to the model inside the tool response, so that it can correct itself on its next try.
+
+Error kinds (`ToolCallErrorKind`, a `str` enum, so `error.kind == "malformed_json"` works):
+
+- `malformed_json`: the text between the tags is not one JSON value;
+- `not_object`: it is JSON but not an object (a list, a string, ...);
+- `missing_name`: no `"name"`, or a name that is not a non-empty string;
+- `unknown_tool`: a name that is not among the tools offered;
+- `invalid_arguments`: `"arguments"` missing (when the tool has required parameters), not an object, or not
+  valid for the tool's JSON schema (required keys, types, enums, ... see `validate_arguments`);
+- `too_many_calls`: more calls in one turn than `config.max_calls_per_turn` (the first ones are parsed,
+  every later one gets this error);
+- `unclosed`: a `<tool_call>` without its `</tool_call>` (for example a turn cut off by the length limit);
+- `unopened`: a `</tool_call>` without a `<tool_call>` before it;
+- `in_reasoning`: a call written inside the reasoning block while `calls_in_reasoning="reject"`.
+
+Calls inside the reasoning block (`<think>` ... `</think>`): ASCL's point is that the model consults the
+safety rules *while* it reasons, so by default such calls are parsed like any other
+(`calls_in_reasoning="allow"`). `"ignore"` treats a call inside the reasoning block as part of the
+thought (it is neither returned nor counted), as most serving stacks do; `"reject"` returns an
+`in_reasoning` error for it, which tells the model to close its reasoning before calling. The reasoning
+block runs from `<think>` to `</think>`, or to the end of the text when it is still open (a turn that
+stopped at `</tool_call>` in the middle of its reasoning); a `</think>` with no `<think>` before it (a
+template whose generation prompt already opened the block) makes everything before it reasoning, and
+`starts_in_reasoning=True` says that the text began inside an open block.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ascl_jax.errors import ConfigError
+
+TOOL_CALL_START = "<tool_call>"
+TOOL_CALL_END = "</tool_call>"
+THINK_START = "<think>"
+THINK_END = "</think>"
+
+CallsInReasoning = Literal["allow", "ignore", "reject"]
+_CALLS_IN_REASONING = ("allow", "ignore", "reject")
+
+
+class ToolCallErrorKind(str, enum.Enum):
+    """What is wrong with one `<tool_call>` block (compare with plain strings: `kind == "unclosed"`)."""
+
+    MALFORMED_JSON = "malformed_json"
+    NOT_OBJECT = "not_object"
+    MISSING_NAME = "missing_name"
+    UNKNOWN_TOOL = "unknown_tool"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    TOO_MANY_CALLS = "too_many_calls"
+    UNCLOSED = "unclosed"
+    UNOPENED = "unopened"
+    IN_REASONING = "in_reasoning"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A valid call: the tool's `name`, its `arguments` (a JSON object), and the `raw` block as written."""
+
+    name: str
+    arguments: dict[str, Any]
+    raw: str
+    in_reasoning: bool = False
+
+
+@dataclass(frozen=True)
+class ToolCallError:
+    """A call that cannot be run: `kind`, a `message` meant for the model, and the `raw` text it came from."""
+
+    kind: ToolCallErrorKind
+    message: str
+    raw: str
+    in_reasoning: bool = False
+
+
+ParsedCall = ToolCall | ToolCallError
+
+
+@dataclass(frozen=True)
+class ToolCallConfig:
+    """How strictly `parse_tool_calls` reads a turn.
+
+    max_calls_per_turn: calls parsed per assistant turn; later ones become `too_many_calls` errors. The
+        rollout stops a turn at its first `</tool_call>`, so 1 (the default) loses nothing there.
+    calls_in_reasoning: "allow" (default; ASCL consults mid-reasoning), "ignore" or "reject" (see the module
+        docstring).
+    starts_in_reasoning: the text begins inside an open reasoning block (the generation prompt opened it).
+    """
+
+    max_calls_per_turn: int = 1
+    calls_in_reasoning: CallsInReasoning = "allow"
+    starts_in_reasoning: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.max_calls_per_turn, int) or self.max_calls_per_turn < 1:
+            raise ConfigError(
+                f"tool calls: max_calls_per_turn must be an integer >= 1, got {self.max_calls_per_turn!r}."
+            )
+        if self.calls_in_reasoning not in _CALLS_IN_REASONING:
+            raise ConfigError(
+                f"tool calls: calls_in_reasoning must be one of {', '.join(_CALLS_IN_REASONING)}, "
+                f"got {self.calls_in_reasoning!r}."
+            )
+
+
+# ----------------------------------------------------------------------------------------------- tools
+
+
+def normalize_tools(tools: Sequence[Mapping] | Mapping[str, Mapping] | None) -> list[dict]:
+    """Tools in the OpenAI form the chat templates expect: `{"type": "function", "function": {...}}`.
+
+    Accepts that form, bare function schemas (`{"name": ..., "description": ..., "parameters": ...}`), or a
+    mapping from tool name to its parameters schema.
+    """
+    if tools is None:
+        return []
+    if isinstance(tools, Mapping):
+        return [
+            {"type": "function", "function": {"name": name, "parameters": dict(schema or {})}}
+            for name, schema in tools.items()
+        ]
+    out = []
+    for tool in tools:
+        if not isinstance(tool, Mapping):
+            raise ConfigError(f"A tool must be a JSON schema object, got {type(tool).__name__}: {tool!r}.")
+        if "function" in tool:
+            out.append(dict(tool))
+        elif "name" in tool:
+            out.append({"type": "function", "function": dict(tool)})
+        else:
+            raise ConfigError(f"A tool schema needs a 'name' (or a 'function' with one): {tool!r}.")
+    return out
+
+
+def tool_parameters(tools: Sequence[Mapping] | Mapping[str, Mapping] | None) -> dict[str, dict] | None:
+    """Tool name -> its parameters schema (None when `tools` is None: any name is accepted, nothing checked)."""
+    if tools is None:
+        return None
+    params = {}
+    for tool in normalize_tools(tools):
+        fn = tool["function"]
+        name = fn.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"A tool schema has no usable name: {tool!r}.")
+        params[name] = dict(fn.get("parameters") or {"type": "object", "properties": {}})
+    return params
+
+
+# ------------------------------------------------------------------------------------------- reasoning
+
+
+def reasoning_spans(
+    text: str, *, starts_in_reasoning: bool = False, start: str = THINK_START, end: str = THINK_END
+) -> list[tuple[int, int]]:
+    """The `[begin, end)` character spans of the reasoning blocks in `text`, tags included.
+
+    A block runs from `start` to the next `end`, or to the end of the text when it is never closed. An
+    `end` with no `start` before it closes a block that began at the start of the text (or at the
+    previous block's end).
+    """
+    spans = []
+    pos = 0
+    open_at = 0 if starts_in_reasoning else None
+    while pos <= len(text):
+        if open_at is None:
+            i, j = text.find(start, pos), text.find(end, pos)
+            if j != -1 and (i == -1 or j < i):
+                # a close without an open: the block began where the previous one ended
+                spans.append((pos if spans else 0, j + len(end)))
+                pos = j + len(end)
+                continue
+            if i == -1:
+                break
+            open_at, pos = i, i + len(start)
+        else:
+            j = text.find(end, pos)
+            if j == -1:
+                spans.append((open_at, len(text)))
+                break
+            spans.append((open_at, j + len(end)))
+            open_at, pos = None, j + len(end)
+    return spans
+
+
+def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a <= pos < b for a, b in spans)
+
+
+# ------------------------------------------------------------------------------------------- parsing
+
+
+def parse_tool_calls(
+    text: str,
+    tools: Sequence[Mapping] | Mapping[str, Mapping] | None = None,
+    config: ToolCallConfig | None = None,
+) -> list[ParsedCall]:
+    """Every `<tool_call>` block of one assistant turn, in order, as a `ToolCall` or a `ToolCallError`.
+
+    text: the assistant's text for this turn, as decoded (markup tags such as `<tool_call>` included).
+    tools: the tools offered (OpenAI form, bare function schemas, or name -> parameters schema); with None
+        any name is accepted and arguments are only checked to be an object.
+    config: `ToolCallConfig` (limits and the handling of calls inside the reasoning block).
+
+    Never raises on model output. Text outside the tags is ignored; an empty list means no call.
+    """
+    config = config or ToolCallConfig()
+    params = tool_parameters(tools)
+    spans = reasoning_spans(text, starts_in_reasoning=config.starts_in_reasoning)
+    results: list[ParsedCall] = []
+    n_calls = 0  # blocks counted against max_calls_per_turn
+    pos = 0
+    while True:
+        i = text.find(TOOL_CALL_START, pos)
+        stray = text.find(TOOL_CALL_END, pos)
+        if stray != -1 and (i == -1 or stray < i):
+            in_reasoning = _inside(stray, spans)
+            if not (in_reasoning and config.calls_in_reasoning == "ignore"):
+                results.append(
+                    ToolCallError(
+                        ToolCallErrorKind.UNOPENED,
+                        f"Found {TOOL_CALL_END} without a {TOOL_CALL_START} before it, so no tool was called. "
+                        + _how_to_call(params),
+                        text[pos : stray + len(TOOL_CALL_END)].strip(),
+                        in_reasoning,
+                    )
+                )
+            pos = stray + len(TOOL_CALL_END)
+            continue
+        if i == -1:
+            break
+        in_reasoning = _inside(i, spans)
+        j = text.find(TOOL_CALL_END, i + len(TOOL_CALL_START))
+        nxt = text.find(TOOL_CALL_START, i + len(TOOL_CALL_START))
+        if j == -1 or (nxt != -1 and nxt < j):
+            # unclosed: runs to the next opening tag or to the end of the text
+            stop = len(text) if nxt == -1 else nxt
+            raw = text[i:stop]
+            pos = stop
+            if in_reasoning and config.calls_in_reasoning == "ignore":
+                continue
+            results.append(
+                ToolCallError(
+                    ToolCallErrorKind.UNCLOSED,
+                    f"The tool call was not closed: end it with {TOOL_CALL_END} right after the JSON object. "
+                    + _how_to_call(params),
+                    raw,
+                    in_reasoning,
+                )
+            )
+            continue
+        raw = text[i : j + len(TOOL_CALL_END)]
+        body = text[i + len(TOOL_CALL_START) : j]
+        pos = j + len(TOOL_CALL_END)
+        if in_reasoning and config.calls_in_reasoning == "ignore":
+            continue
+        if in_reasoning and config.calls_in_reasoning == "reject":
+            results.append(
+                ToolCallError(
+                    ToolCallErrorKind.IN_REASONING,
+                    f"Tool calls are not accepted inside the reasoning block: finish your reasoning with "
+                    f"{THINK_END}, then write the call.",
+                    raw,
+                    True,
+                )
+            )
+            continue
+        n_calls += 1
+        if n_calls > config.max_calls_per_turn:
+            results.append(
+                ToolCallError(
+                    ToolCallErrorKind.TOO_MANY_CALLS,
+                    f"Only {config.max_calls_per_turn} tool call(s) per turn are run; this one was skipped. "
+                    "Wait for the tool response, then call again if you still need to.",
+                    raw,
+                    in_reasoning,
+                )
+            )
+            continue
+        results.append(_parse_one(body, raw, params, in_reasoning))
+    return results
+
+
+def _parse_one(body: str, raw: str, params: dict[str, dict] | None, in_reasoning: bool) -> ParsedCall:
+    def error(kind: ToolCallErrorKind, message: str) -> ToolCallError:
+        return ToolCallError(kind, message, raw, in_reasoning)
+
+    try:
+        obj = json.loads(body.strip())
+    except (json.JSONDecodeError, RecursionError) as e:
+        detail = f"{e.msg} at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
+        return error(
+            ToolCallErrorKind.MALFORMED_JSON,
+            f"The tool call is not valid JSON ({detail}). Write exactly one JSON object between "
+            f"{TOOL_CALL_START} and {TOOL_CALL_END}. " + _how_to_call(params),
+        )
+    if not isinstance(obj, dict):
+        return error(
+            ToolCallErrorKind.NOT_OBJECT,
+            f"The tool call must be a JSON object, not {_json_type(obj)}. " + _how_to_call(params),
+        )
+    name = obj.get("name")
+    if not isinstance(name, str) or not name.strip():
+        got = "no \"name\"" if "name" not in obj else f"\"name\" = {_short(name)}"
+        return error(
+            ToolCallErrorKind.MISSING_NAME,
+            f"The tool call has {got}; it needs \"name\": the tool's name as a string. " + _how_to_call(params),
+        )
+    if params is not None and name not in params:
+        available = ", ".join(f'"{n}"' for n in params) or "none"
+        return error(
+            ToolCallErrorKind.UNKNOWN_TOOL,
+            f"There is no tool named {_short(name)}. Available tools: {available}. " + _how_to_call(params),
+        )
+    schema = params.get(name) if params is not None else None
+    if "arguments" not in obj:
+        if schema is not None and schema.get("required"):
+            return error(
+                ToolCallErrorKind.INVALID_ARGUMENTS,
+                f"The call of \"{name}\" has no \"arguments\". " + _how_to_call(params, name),
+            )
+        arguments: Any = {}
+    else:
+        arguments = obj["arguments"]
+        if isinstance(arguments, str):
+            # some models write the arguments as a JSON-encoded string, as the OpenAI API does
+            try:
+                arguments = json.loads(arguments)
+            except (json.JSONDecodeError, RecursionError):
+                pass
+    if not isinstance(arguments, dict):
+        return error(
+            ToolCallErrorKind.INVALID_ARGUMENTS,
+            f"\"arguments\" must be a JSON object, not {_json_type(arguments)}. "
+            + _how_to_call(params, name if params is not None else None),
+        )
+    if schema is not None:
+        problems = validate_arguments(arguments, schema)
+        if problems:
+            return error(
+                ToolCallErrorKind.INVALID_ARGUMENTS,
+                f"The arguments of \"{name}\" are not valid: "
+                + "; ".join(problems)
+                + ". "
+                + _how_to_call(params, name),
+            )
+    return ToolCall(name=name, arguments=arguments, raw=raw, in_reasoning=in_reasoning)
+
+
+# ------------------------------------------------------------------------------- JSON schema (subset)
+
+_TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and math.isfinite(v) and v.is_integer()),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "null": lambda v: v is None,
+}
+
+
+def validate_arguments(value: Any, schema: Mapping, path: str = "") -> list[str]:
+    """Problems of `value` against a JSON schema, as short sentences naming the argument (empty if valid).
+
+    The subset tool schemas use: `type` (a name or a list), `enum`, `const`, `properties`, `required`,
+    `additionalProperties` (false or a schema), `items`, `minItems`/`maxItems`, `minLength`/`maxLength`,
+    `minimum`/`maximum`, `anyOf`/`oneOf` (valid if any branch is). Other keywords are ignored.
+    """
+    where = f'argument "{path}"' if path else "the arguments"
+    problems: list[str] = []
+    if not isinstance(schema, Mapping):
+        return problems
+    if "anyOf" in schema or "oneOf" in schema:
+        branches = list(schema.get("anyOf", [])) + list(schema.get("oneOf", []))
+        if branches and not any(not validate_arguments(value, b, path) for b in branches):
+            problems.append(f"{where} matches none of the allowed forms")
+            return problems
+    expected = schema.get("type")
+    if expected is not None:
+        names = [expected] if isinstance(expected, str) else list(expected)
+        known = [n for n in names if n in _TYPES]
+        if known and not any(_TYPES[n](value) for n in known):
+            problems.append(f"{where} must be {' or '.join(_article(n) for n in known)}, got {_json_type(value)}")
+            return problems
+    if "const" in schema and value != schema["const"]:
+        problems.append(f"{where} must be {_short(schema['const'])}, got {_short(value)}")
+    if "enum" in schema and value not in list(schema["enum"]):
+        allowed = ", ".join(_short(v) for v in schema["enum"])
+        problems.append(f"{where} must be one of {allowed}; got {_short(value)}")
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            problems.append(f"{where} must have at least {schema['minLength']} characters")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            problems.append(f"{where} must have at most {schema['maxLength']} characters")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            problems.append(f"{where} must be >= {schema['minimum']}, got {value}")
+        if "maximum" in schema and value > schema["maximum"]:
+            problems.append(f"{where} must be <= {schema['maximum']}, got {value}")
+    if isinstance(value, list):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            problems.append(f"{where} must have at least {schema['minItems']} items")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            problems.append(f"{where} must have at most {schema['maxItems']} items")
+        items = schema.get("items")
+        if isinstance(items, Mapping):
+            for k, item in enumerate(value):
+                problems += validate_arguments(item, items, f"{path}[{k}]" if path else f"[{k}]")
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for key in schema.get("required") or []:
+            if key not in value:
+                problems.append(f'missing required argument "{_join(path, key)}"')
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            if key in props:
+                problems += validate_arguments(item, props[key], _join(path, key))
+            elif extra is False:
+                allowed = ", ".join(f'"{k}"' for k in props) or "none"
+                problems.append(f'unexpected argument "{_join(path, key)}" (allowed: {allowed})')
+            elif isinstance(extra, Mapping):
+                problems += validate_arguments(item, extra, _join(path, key))
+    return problems
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _article(type_name: str) -> str:
+    return {"integer": "an integer", "object": "an object", "array": "an array", "null": "null"}.get(
+        type_name, f"a {type_name}"
+    )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    try:
+        s = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        s = repr(value)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _placeholder(schema: Mapping) -> str:
+    if "enum" in schema and schema["enum"]:
+        return "<one of " + ", ".join(_short(v) for v in schema["enum"]) + ">"
+    t = schema.get("type")
+    t = t if isinstance(t, str) else (t[0] if isinstance(t, list) and t else "value")
+    return f"<{t}>"
+
+
+def _how_to_call(params: dict[str, dict] | None, name: str | None = None) -> str:
+    """A one-line reminder of the call format, with the tool's parameters when they are known."""
+    if params and name is None and len(params) == 1:
+        name = next(iter(params))
+    if params and name in params:
+        schema = params[name]
+        props = schema.get("properties") or {}
+        required = list(schema.get("required") or [])
+        shown = required + [k for k in props if k not in required]
+        args = ", ".join(f'"{k}": {_placeholder(props.get(k) or {})}' for k in shown)
+        note = f" (required: {', '.join(required)})" if required else ""
+        return f'Use: {TOOL_CALL_START}{{"name": "{name}", "arguments": {{{args}}}}}{TOOL_CALL_END}{note}'
+    return f'Use: {TOOL_CALL_START}{{"name": <tool name>, "arguments": {{...}}}}{TOOL_CALL_END}'
+
+
+# ------------------------------------------------------------------------------------- text helpers
+
+_CALL_BLOCK = re.compile(re.escape(TOOL_CALL_START) + r".*?(?:" + re.escape(TOOL_CALL_END) + r"|\Z)", re.DOTALL)
+
+
+def strip_tool_calls(text: str) -> str:
+    """`text` without its `<tool_call>` blocks (an unclosed one is removed to the end) or stray `</tool_call>`."""
+    return _CALL_BLOCK.sub("", text).replace(TOOL_CALL_END, "")

@@ -1,0 +1,224 @@
+"""Host side of the rollout: decode in chunks; rows that stopped on a tool call are parsed, the rules
+are retrieved, and the tool-turn delta is spliced into every such row with one `extend` call; decoding
+resumes from the same KV cache. A tool turn costs its new tokens only, never a re-prefill.
+
+Shapes are bucketed (prompt length, extend length; batch and capacity are fixed by the config), so a
+training run compiles a few programs once."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ascl_jax.chat.formats import ChatFormat
+from ascl_jax.chat.toolcall import ToolCall, ToolCallConfig
+from ascl_jax.errors import ConfigError, UserError
+from ascl_jax.models.registry import LoadedModel
+from ascl_jax.rollout.engine import (
+    RUNNING,
+    STOP_EOS,
+    STOP_LENGTH,
+    STOP_TOOL_CALL,
+    StopTokens,
+    decode_chunk,
+    extend,
+    prefill,
+)
+from ascl_jax.rollout.generate import bucket, row_keys
+from ascl_jax.rollout.sampling import SamplingConfig
+from ascl_jax.rollout.trajectory import Prompt, ToolTurn, Trajectory
+from ascl_jax.rules.tool import ConsultSafetyRulesTool
+
+TRUNCATION_MARKER = " [truncated]"
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """Budgets and shapes of a rollout.
+
+    max_prompt_tokens: longest prompt accepted; max_new_tokens: tokens after the prompt (sampled and
+    spliced together); max_tool_calls: tool calls per episode (one more stops the row, reason
+    `tool_cap`); max_tool_response_tokens: tokens of one tool response (cut with a visible marker)."""
+
+    group_size: int = 4
+    max_prompt_tokens: int = 256
+    max_new_tokens: int = 256
+    max_tool_calls: int = 2
+    max_tool_response_tokens: int = 192
+    decode_chunk: int = 32
+    prompt_bucket: int = 64
+    extend_bucket: int = 64
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    tool_calls: ToolCallConfig = field(default_factory=ToolCallConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("group_size", "max_prompt_tokens", "max_new_tokens", "decode_chunk", "prompt_bucket",
+                     "extend_bucket", "max_tool_response_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"rollout.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_tool_calls < 0:
+            raise ConfigError(f"rollout.max_tool_calls must be >= 0, got {self.max_tool_calls}")
+
+    @property
+    def capacity(self) -> int:
+        """KV-cache slots per row: fixed for a run, so it never triggers a recompile."""
+        return bucket(self.max_prompt_tokens, self.prompt_bucket) + bucket(self.max_new_tokens, self.extend_bucket)
+
+
+@dataclass
+class _Row:
+    """Host bookkeeping of one row between device calls."""
+
+    turn_start: int
+    tool_turns: list[ToolTurn] = field(default_factory=list)
+    host_stop: str | None = None  # tool_cap / error, decided here rather than on the device
+
+
+def run_rollout(
+    model: LoadedModel,
+    fmt: ChatFormat,
+    tool: ConsultSafetyRulesTool | None,
+    prompts: Sequence[Prompt],
+    cfg: RolloutConfig,
+    seed: int,
+    row_offset: int = 0,
+) -> list[Trajectory]:
+    """Roll out `cfg.group_size` samples of every prompt; returns len(prompts) * group_size trajectories,
+    rows g*G .. g*G+G-1 being the samples of prompts[g].
+
+    `seed` and the global row id (`row_offset` + row) pick each row's random stream, so a row's tokens do
+    not depend on batch layout. `tool=None` runs without tools (the tool is not shown to the model)."""
+    if not prompts:
+        raise UserError("rollout: no prompts")
+    g = cfg.group_size
+    tools = [tool.schema] if tool is not None else None
+    encoded = []
+    for p in prompts:
+        ids = fmt.prompt_tokens(list(p.messages), tools)
+        if len(ids) > cfg.max_prompt_tokens:
+            raise UserError(
+                f"prompt {p.id!r} is {len(ids)} tokens; rollout.max_prompt_tokens is {cfg.max_prompt_tokens}"
+            )
+        encoded.append(ids)
+    lens = np.array([len(x) for x in encoded], np.int32)
+    length = bucket(int(lens.max()), cfg.prompt_bucket)
+    batch = np.full((len(prompts), length), model.config.pad_token_id or 0, np.int32)
+    for i, ids in enumerate(encoded):
+        batch[i, : len(ids)] = ids
+    stops = StopTokens(
+        eos=tuple(fmt.eos_token_ids),
+        tool_call_end=(tuple(fmt.tool_call_end_sequence),) if tool is not None else (),
+    )
+    limit = np.repeat(lens, g) + cfg.max_new_tokens
+    n_rows = len(prompts) * g
+    rows = [_Row(turn_start=int(lens[i // g])) for i in range(n_rows)]
+    keys = row_keys(seed, row_offset + np.arange(n_rows))
+    graphdef, params = model.graphdef, model.params
+
+    with jax.set_mesh(model.mesh):
+        state = prefill(graphdef, params, jnp.asarray(batch), jnp.asarray(lens), keys, jnp.asarray(limit),
+                        cfg=model.config, group_size=g, capacity=cfg.capacity, sampling=cfg.sampling, stops=stops)
+        while True:
+            state = decode_chunk(graphdef, params, state, n_steps=cfg.decode_chunk, sampling=cfg.sampling,
+                                 stops=stops)
+            stop = np.asarray(state.stop)
+            waiting = np.nonzero(stop == STOP_TOOL_CALL)[0]
+            if len(waiting):
+                state = _tool_turns(model, fmt, tool, cfg, state, waiting, rows, stops)
+                stop = np.asarray(state.stop)
+            if not (stop == RUNNING).any():
+                break
+    return _trajectories(fmt, prompts, cfg, state, rows, lens)
+
+
+def _tool_turns(model, fmt, tool, cfg, state, waiting, rows, stops):
+    """Answer every waiting row's call and splice all the deltas with one extend call."""
+    tokens, seq_len, limit = np.asarray(state.tokens), np.asarray(state.seq_len), np.asarray(state.limit)
+    deltas: dict[int, list[int]] = {}
+    for r in waiting:
+        row = rows[r]
+        if len(row.tool_turns) >= cfg.max_tool_calls:
+            row.host_stop = "tool_cap"
+            continue
+        text = fmt.decode(tokens[r, row.turn_start : seq_len[r]])
+        turns = [_answer(call, fmt, tool, cfg) for call in fmt.parse_tool_calls(text, [tool.schema], cfg.tool_calls)]
+        if not turns:  # the stop sequence came without a parsable block: tell the model so
+            turns = [ToolTurn(text, None, None, "no_call", "Error: no <tool_call> block found before </tool_call>.",
+                              (), False)]
+        delta = fmt.tool_turn_delta([t.response for t in turns])
+        row.tool_turns.extend(turns)
+        if seq_len[r] + len(delta) + 1 > limit[r]:  # no room to splice and still answer
+            row.host_stop = "length"
+            continue
+        deltas[r] = delta
+        row.turn_start = int(seq_len[r]) + len(delta)
+    stop_update = np.asarray(state.stop).copy()
+    for r in waiting:
+        if rows[r].host_stop is not None:
+            stop_update[r] = STOP_LENGTH if rows[r].host_stop == "length" else STOP_EOS
+    if deltas:
+        width = bucket(max(len(d) for d in deltas.values()), cfg.extend_bucket)
+        new = np.zeros((len(rows), width), np.int32)
+        new_lens = np.zeros(len(rows), np.int32)
+        for r, d in deltas.items():
+            new[r, : len(d)] = d
+            new_lens[r] = len(d)
+        state = _set_stop(state, stop_update)
+        state, _ = extend(model.graphdef, model.params, state, jnp.asarray(new), jnp.asarray(new_lens),
+                          sampling=cfg.sampling, stops=stops)
+        return state
+    return _set_stop(state, stop_update)
+
+
+def _set_stop(state, stop: np.ndarray):
+    return dataclasses.replace(state, stop=jnp.asarray(stop, jnp.int32))
+
+
+def _answer(call, fmt: ChatFormat, tool: ConsultSafetyRulesTool, cfg: RolloutConfig) -> ToolTurn:
+    if not isinstance(call, ToolCall):
+        return ToolTurn(call.raw, None, None, str(call.kind), call.message, (), False)
+    result = tool.call(call.arguments)
+    text, cut = _bounded(fmt, result.text, cfg.max_tool_response_tokens)
+    return ToolTurn(call.raw, call.name, dict(call.arguments), result.error, text, tuple(result.rule_ids),
+                    result.truncated or cut)
+
+
+def _bounded(fmt: ChatFormat, text: str, max_tokens: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_tokens` tokens, with a visible marker when cut."""
+    ids = fmt.encode_text(text)
+    if len(ids) <= max_tokens:
+        return text, False
+    marker = len(fmt.encode_text(TRUNCATION_MARKER))
+    keep = fmt.decode(ids[: max(0, max_tokens - marker)])
+    return keep.rstrip("\ufffd") + TRUNCATION_MARKER, True
+
+
+def _trajectories(fmt, prompts, cfg, state, rows, lens) -> list[Trajectory]:
+    tokens, seq_len = np.asarray(state.tokens), np.asarray(state.seq_len)
+    sampled, logprobs, stop = np.asarray(state.sampled), np.asarray(state.logprobs), np.asarray(state.stop)
+    out = []
+    for r, row in enumerate(rows):
+        gid, n, plen = r // cfg.group_size, int(seq_len[r]), int(lens[r // cfg.group_size])
+        reason = row.host_stop or {STOP_EOS: "eos", STOP_LENGTH: "length"}.get(int(stop[r]), "error")
+        completion = fmt.decode(tokens[r, plen:n])
+        answer_end = n - 1 if reason == "eos" else n  # without the eos token itself
+        last_turn = fmt.decode(tokens[r, min(row.turn_start, answer_end) : answer_end])
+        out.append(Trajectory(
+            prompt=prompts[gid],
+            group_id=gid,
+            sample_index=r % cfg.group_size,
+            tokens=tokens[r, :n].astype(np.int32),
+            prompt_len=plen,
+            loss_mask=sampled[r, :n].astype(np.int8),
+            sampler_logprobs=logprobs[r, :n].astype(np.float32),
+            tool_turns=tuple(row.tool_turns),
+            stop_reason=reason,
+            completion_text=completion,
+            final_answer=fmt.final_answer(last_turn) if reason == "eos" else "",
+        ))
+    return out

@@ -1,0 +1,92 @@
+"""The host tool loop end to end on a real (small, trained-to-call) model: the rollout calls the rule tool,
+the host splices the tool turn with one extend, and the trajectory equals the whole conversation
+rendered by the template, token for token, with an exact loss mask and sampler log-probabilities."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from ascl_jax.chat.formats import chat_format
+from ascl_jax.models.registry import load_model
+from ascl_jax.rollout.sampling import SamplingConfig
+from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
+from ascl_jax.rollout.trajectory import Prompt
+from ascl_jax.rules import ConsultSafetyRulesTool, Rule, RuleBook
+from tests.helpers import overfit
+
+pytestmark = pytest.mark.slow
+
+BOOK = RuleBook([
+    Rule("priv-1", "privacy", "Home addresses", "Do not reveal a private person's home address.", "refuse"),
+    Rule("math-1", "general", "Arithmetic", "Arithmetic questions are always fine to answer.", "comply"),
+])
+CALL = '<tool_call>\n{"name": "consult_safety_rules", "arguments": {"category": "privacy"}}\n</tool_call>'
+QUESTION = "Where does my neighbour live?"
+ANSWER = "I can't share that."
+
+
+@pytest.fixture(scope="module")
+def trained():
+    model = load_model("tiny", seed=1)
+    fmt = chat_format("chatml", model.tokenizer)
+    tool = ConsultSafetyRulesTool(BOOK)
+    msgs = [{"role": "system", "content": "Be safe."}, {"role": "user", "content": QUESTION}]
+    prompt = fmt.prompt_tokens(msgs, [tool.schema])
+    response = tool.call({"category": "privacy"}).text
+    part1 = fmt.encode_assistant(CALL)
+    delta = fmt.tool_turn_delta([response])
+    part2 = fmt.encode_assistant(ANSWER) + [fmt.eos_token_ids[0]]
+    seq = prompt + part1 + delta + part2
+    mask = [0] * len(prompt) + [1] * len(part1) + [0] * len(delta) + [1] * len(part2)
+    params, loss = overfit(model, [seq], [mask], steps=120)
+    assert loss < 0.05, loss
+    model = dataclasses.replace(model, params=params)
+    full = fmt.encode_conversation(
+        msgs + [fmt.assistant_message(CALL), {"role": "tool", "content": response}, fmt.assistant_message(ANSWER)],
+        [tool.schema],
+    )
+    return model, fmt, tool, msgs, seq, mask, full
+
+
+def test_rollout_calls_tool_and_equals_full_render(trained):
+    model, fmt, tool, msgs, seq, mask, full = trained
+    cfg = RolloutConfig(group_size=2, max_prompt_tokens=len(seq), max_new_tokens=len(seq), max_tool_calls=2,
+                        decode_chunk=16, sampling=SamplingConfig(greedy=True))
+    trajs = run_rollout(model, fmt, tool, [Prompt("p0", tuple(msgs), {"class": "harmful"})], cfg, seed=0)
+    assert len(trajs) == 2
+    for t in trajs:
+        assert t.stop_reason == "eos"
+        assert t.tokens.tolist() == seq
+        # the template's own render of the whole conversation: the same tokens (plus its final newline)
+        assert full[: len(seq)] == seq and len(full) - len(seq) <= 1
+        assert t.loss_mask.tolist() == mask
+        assert t.num_tool_calls == 1 and t.consulted and t.rule_ids == ("priv-1",)
+        assert t.tool_turns[0].arguments == {"category": "privacy"}
+        assert t.final_answer == ANSWER
+        # sampler log-probabilities equal a teacher-forced recomputation
+        logits, _ = model.module()(jax.numpy.asarray(t.tokens)[None], jax.numpy.arange(len(t.tokens))[None])
+        logp = np.asarray(jax.nn.log_softmax(logits[0], -1))
+        idx = np.nonzero(t.loss_mask)[0]
+        np.testing.assert_allclose(t.sampler_logprobs[idx], logp[idx - 1, t.tokens[idx]], atol=1e-4)
+        assert (t.sampler_logprobs[t.loss_mask == 0] == 0).all()
+
+
+def test_tool_cap_stops_the_row(trained):
+    model, fmt, tool, msgs, seq, _, _ = trained
+    cfg = RolloutConfig(group_size=1, max_prompt_tokens=len(seq), max_new_tokens=len(seq), max_tool_calls=0,
+                        sampling=SamplingConfig(greedy=True))
+    (t,) = run_rollout(model, fmt, tool, [Prompt("p0", tuple(msgs))], cfg, seed=0)
+    assert t.stop_reason == "tool_cap" and t.final_answer == ""
+    assert fmt.decode(t.tokens[t.prompt_len:]).endswith("</tool_call>")
+
+
+def test_tool_response_bounded_in_tokens(trained):
+    model, fmt, tool, msgs, seq, _, _ = trained
+    cfg = RolloutConfig(group_size=1, max_prompt_tokens=len(seq), max_new_tokens=len(seq), max_tool_response_tokens=20,
+                        sampling=SamplingConfig(greedy=True))
+    (t,) = run_rollout(model, fmt, tool, [Prompt("p0", tuple(msgs))], cfg, seed=0)
+    turn = t.tool_turns[0]
+    assert turn.truncated and turn.response.endswith("[truncated]")
+    assert len(fmt.encode_text(turn.response)) <= 20
