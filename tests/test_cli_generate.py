@@ -14,9 +14,24 @@ def test_generate_json_raw_and_chat(capsys):
     assert len(raw["tokens"]) == 5 and raw["stop_reason"] == "length"
     assert raw["text"] == byte_tokenizer().decode(raw["tokens"], skip_special_tokens=True)
 
-    assert main(["generate", "--model", "tiny", "--prompt", "abc", "--greedy", "--max-new-tokens", "5", "--json"]) == 0
+    assert main(["generate", "--model", "tiny", "--prompt", "abc", "--greedy", "--max-new-tokens", "5", "--json",
+                 "--no-tools"]) == 0
     chat = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert byte_tokenizer().decode(chat["prompt_tokens"]) == "<|im_start|>user\nabc<|im_end|>\n<|im_start|>assistant\n"
+    assert chat["loss_mask"] == [1] * len(chat["tokens"]) and chat["tool_turns"] == []
+
+    # with the rule tool (the default) its schema is in the prompt
+    assert main(["generate", "--model", "tiny", "--prompt", "abc", "--greedy", "--max-new-tokens", "5", "--json"]) == 0
+    tooled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "consult_safety_rules" in byte_tokenizer().decode(tooled["prompt_tokens"])
+
+
+def test_generate_with_bad_rule_book_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("- id: r1\n  category: privacy\n  title: T\n  text: X\n  action: maybe\n")
+    assert main(["generate", "--model", "tiny", "--prompt", "x", "--rules", str(bad), "--max-new-tokens", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "rules.yaml:5" in err and "maybe" in err
 
 
 def test_seeded_sampling_is_reproducible(capsys):

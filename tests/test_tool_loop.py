@@ -30,7 +30,7 @@ ANSWER = "I can't share that."
 @pytest.fixture(scope="module")
 def trained():
     model = load_model("tiny", seed=1)
-    fmt = chat_format("chatml", model.tokenizer)
+    fmt = chat_format(model.chat_family, model.tokenizer)
     tool = ConsultSafetyRulesTool(BOOK)
     msgs = [{"role": "system", "content": "Be safe."}, {"role": "user", "content": QUESTION}]
     prompt = fmt.prompt_tokens(msgs, [tool.schema])
@@ -40,7 +40,7 @@ def trained():
     part2 = fmt.encode_assistant(ANSWER) + [fmt.eos_token_ids[0]]
     seq = prompt + part1 + delta + part2
     mask = [0] * len(prompt) + [1] * len(part1) + [0] * len(delta) + [1] * len(part2)
-    params, loss = overfit(model, [seq], [mask], steps=120)
+    params, loss = overfit(model, [seq], [mask], steps=100)
     assert loss < 0.05, loss
     model = dataclasses.replace(model, params=params)
     full = fmt.encode_conversation(

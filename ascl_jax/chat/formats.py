@@ -86,8 +86,8 @@ from ascl_jax.chat.toolcall import (
 )
 from ascl_jax.errors import ChatError, ConfigError
 
-FAMILIES = ("qwen3", "qwen2_5", "chatml")
-_TEMPLATE_NAMES = {"qwen3": "qwen3", "qwen2_5": "qwen2_5", "chatml": "chatml_tools"}
+FAMILIES = ("qwen3", "qwen2_5", "chatml", "chatml_compact")
+_TEMPLATE_NAMES = {"qwen3": "qwen3", "qwen2_5": "qwen2_5", "chatml": "chatml_tools", "chatml_compact": "chatml_compact"}
 ROLES = ("system", "user", "assistant", "tool")
 ASSISTANT_HEADER = "<|im_start|>assistant\n"
 _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
@@ -341,7 +341,7 @@ def chat_format(
     from ascl_jax.models.qwen_tokenizer import chat_template_text, qwen_tokenizer
 
     if tokenizer is None:
-        if family == "chatml":
+        if family in ("chatml", "chatml_compact"):
             raise ConfigError(
                 "The chatml chat format needs the model's tokenizer, e.g. "
                 "chat_format('chatml', load_gguf(smollm2_gguf_path()).tokenizer)."

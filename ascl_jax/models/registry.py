@@ -84,7 +84,7 @@ def load_model(
     if spec in BUILTIN_CONFIGS:
         cfg = dataclasses.replace(BUILTIN_CONFIGS[spec], **over)
         graphdef, params = init_params(cfg, mesh, rules, seed)
-        return LoadedModel(spec, cfg, graphdef, params, byte_tokenizer(), mesh, rules, "chatml")
+        return LoadedModel(spec, cfg, graphdef, params, byte_tokenizer(), mesh, rules, "chatml_compact")
     if spec == "smollm2-135m":
         from ascl_jax.models.gguf import smollm2_gguf_path
 
