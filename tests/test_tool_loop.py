@@ -90,3 +90,44 @@ def test_tool_response_bounded_in_tokens(trained):
     turn = t.tool_turns[0]
     assert turn.truncated and turn.response.endswith("[truncated]")
     assert len(fmt.encode_text(turn.response)) <= 20
+
+
+def test_twenty_rollouts_compile_each_function_a_bounded_number_of_times(trained):
+    from ascl_jax.rollout import engine
+
+    model, fmt, tool, msgs, seq, _, _ = trained
+    cfg = RolloutConfig(group_size=2, max_prompt_tokens=len(seq), max_new_tokens=96, max_tool_calls=1,
+                        decode_chunk=16, sampling=SamplingConfig(temperature=1.0))
+    fns = {"prefill": engine.prefill, "decode_chunk": engine.decode_chunk, "extend": engine.extend}
+    before = {k: f._cache_size() for k, f in fns.items()}
+    rng = np.random.RandomState(0)
+    calls = 0
+    for i in range(20):
+        question = QUESTION + " " + "x" * int(rng.randint(0, 60))  # prompt lengths vary by up to 60 tokens
+        prompts = [Prompt(f"p{i}", ({"role": "system", "content": "Be safe."}, {"role": "user", "content": question}))]
+        trajs = run_rollout(model, fmt, tool, prompts, cfg, seed=i)
+        calls += sum(t.num_tool_calls for t in trajs)
+    grown = {k: f._cache_size() - before[k] for k, f in fns.items()}
+    assert calls > 0  # the tool path (extend) was exercised
+    assert grown["decode_chunk"] <= 1
+    assert grown["prefill"] <= 2  # at most two prompt-length buckets are crossed
+    assert grown["extend"] <= 2  # deltas fit one or two extend buckets
+
+
+def test_sharded_greedy_rollout_equals_single_device(trained):
+    from ascl_jax.models.params import ArraySource, hf_tensors, load_params
+    from ascl_jax.parallel import MeshConfig, make_mesh
+
+    model, fmt, tool, msgs, seq, _, _ = trained
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    graphdef, params = load_params(model.config, ArraySource(dict(hf_tensors(model.config, model.params)), "mem"), mesh)
+    sharded = dataclasses.replace(model, graphdef=graphdef, params=params, mesh=mesh)
+    cfg = RolloutConfig(group_size=2, max_prompt_tokens=len(seq), max_new_tokens=len(seq) - 40, decode_chunk=16,
+                        sampling=SamplingConfig(greedy=True))
+    prompts = [Prompt(f"p{i}", ({"role": "system", "content": "Be safe."}, {"role": "user", "content": q}))
+               for i, q in enumerate([QUESTION, "What is 2+2?", "Where does my neighbor live?", "hello"])]
+    one = run_rollout(model, fmt, tool, prompts, cfg, seed=0)
+    eight = run_rollout(sharded, fmt, tool, prompts, cfg, seed=0)
+    assert [t.tokens.tolist() for t in one] == [t.tokens.tolist() for t in eight]
+    assert [t.stop_reason for t in one] == [t.stop_reason for t in eight]
+    assert any(t.num_tool_calls for t in one)

@@ -176,7 +176,8 @@ def _tool_turns(model, fmt, tool, cfg, state, waiting, rows, stops):
 
 
 def _set_stop(state, stop: np.ndarray):
-    return dataclasses.replace(state, stop=jnp.asarray(stop, jnp.int32))
+    # Same sharding as before: a different input layout would compile decode_chunk anew.
+    return dataclasses.replace(state, stop=jax.device_put(stop.astype(np.int32), state.stop.sharding))
 
 
 def _answer(call, fmt: ChatFormat, tool: ConsultSafetyRulesTool, cfg: RolloutConfig) -> ToolTurn:
