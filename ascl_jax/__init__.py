@@ -1,3 +1,28 @@
 """ascl_jax: Adaptive Safe Context Learning with Inverse Frequency Policy Optimization, in JAX."""
 
 __version__ = "0.1.0"
+
+# Public jit-able functions (DESIGN §2), imported lazily so that `import ascl_jax` stays light and does
+# not import jax before a program has set its platform flags.
+_LAZY = {
+    "grpo_advantages": "ascl_jax.rl.advantages",
+    "ifpo_advantages": "ascl_jax.rl.advantages",
+    "policy_loss": "ascl_jax.rl.loss",
+    "token_logprobs": "ascl_jax.rl.loss",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ascl_jax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,263 @@
+"""Group-relative advantage estimators: GRPO, Dr.GRPO, RLOO and IFPO (DESIGN §1).
+
+All functions are pure and jit-able. Rows of one group are contiguous: rows ``g*G .. g*G+G-1`` are the G
+rollouts of prompt g, so a batch of B rows holds B/G groups. ``group_size`` and every option are static
+(Python values); only the arrays are traced.
+
+The IFPO formulas are this project's own definition, built to match the abstract of Wang et al.
+(arXiv 2602.13562); every choice is a named option so the paper's exact variant is a config change.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from ascl_jax.errors import ConfigError
+
+__all__ = [
+    "ADVANTAGE_ESTIMATORS",
+    "BEHAVIOUR_KINDS",
+    "behaviour_keys",
+    "get_advantage_estimator",
+    "grpo_advantages",
+    "ifpo_advantages",
+    "rloo_advantages",
+]
+
+_SCALES = ("std", "none")
+_SCOPES = ("group", "batch")
+BEHAVIOUR_KINDS = ("consulted", "num_calls", "category")
+
+
+def _check_choice(what: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{what}={value!r} is not valid; choose one of {', '.join(repr(c) for c in choices)}")
+
+
+def _grouped(x: jax.Array, group_size, what: str) -> jax.Array:
+    """[B] -> [B/G, G]; checks (at trace time) that G divides B."""
+    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral) or group_size < 1:
+        raise ConfigError(f"group_size must be a positive int (the rollouts per prompt), got {group_size!r}")
+    if x.ndim != 1:
+        raise ValueError(f"{what} must be 1-D [B], got shape {x.shape}")
+    if x.shape[0] % group_size:
+        raise ValueError(
+            f"{what} has {x.shape[0]} rows, not a multiple of group_size={group_size}; "
+            "each prompt's rollouts must be contiguous and complete"
+        )
+    return x.reshape(x.shape[0] // group_size, group_size)
+
+
+def grpo_advantages(rewards: jax.Array, group_size: int, *, scale: str = "std", eps: float = 1e-6) -> jax.Array:
+    """Group-relative advantages Â_i = (r_i − mean_g(r)) / (std_g(r) + eps) (std with ddof 0).
+
+    Args:
+      rewards: f32[B], groups of ``group_size`` contiguous rows.
+      group_size: G, static.
+      scale: "std" (GRPO) or "none" (Dr.GRPO: Â_i = r_i − mean_g(r)).
+      eps: added to the std.
+
+    Returns:
+      f32[B]. A group of one row, or of equal rewards, gets exactly 0.
+    """
+    _check_choice("scale", scale, _SCALES)
+    r = _grouped(jnp.asarray(rewards, jnp.float32), group_size, "rewards")
+    # Centre on the group's first reward before averaging: with equal rewards r - r_0 is exactly 0, so
+    # the advantage is exactly 0 (a plain float32 mean of equal values can be off by one ulp, which
+    # divided by std + eps ~ 1e-6 would turn into a spurious advantage of order 0.01). It also removes
+    # the cancellation error when rewards share a large offset.
+    d = r - r[:, :1]
+    centred = d - jnp.mean(d, axis=1, keepdims=True)
+    if scale == "std":
+        std = jnp.sqrt(jnp.mean(centred * centred, axis=1, keepdims=True))
+        centred = centred / (std + eps)
+    return centred.reshape(-1)
+
+
+def rloo_advantages(rewards: jax.Array, group_size: int) -> jax.Array:
+    """Leave-one-out baseline: A_i = r_i − (Σ_{j≠i} r_j) / (G − 1).
+
+    Args:
+      rewards: f32[B], groups of ``group_size`` contiguous rows.
+      group_size: G, static.
+
+    Returns:
+      f32[B]; for G = 1 there is no other rollout to form a baseline, and the advantage is 0 (as GRPO's).
+    """
+    r = _grouped(jnp.asarray(rewards, jnp.float32), group_size, "rewards")
+    if group_size == 1:
+        return jnp.zeros(r.shape[0], jnp.float32)
+    d = r - r[:, :1]  # same exact-zero-on-ties shift as grpo_advantages
+    others = (jnp.sum(d, axis=1, keepdims=True) - d) / (group_size - 1)
+    return (d - others).reshape(-1)
+
+
+def _distinct_and_counts(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """For keys [N, M] (N independent sets of M keys): n [N, M] = how many keys of the row equal key j,
+    and K [N, 1] = number of distinct keys in the row.
+
+    Pairwise equality, so the keys can be arbitrary int32 values (no one-hot over a key range). K counts
+    first occurrences (no equal key at a lower index), which is exact in integers."""
+    m = keys.shape[1]
+    eq = keys[:, :, None] == keys[:, None, :]  # [N, M, M]
+    n = jnp.sum(eq, axis=2, dtype=jnp.int32)
+    earlier = jnp.tril(jnp.ones((m, m), bool), k=-1)  # earlier[j, k] = k < j
+    first = ~jnp.any(eq & earlier[None], axis=2)
+    k = jnp.sum(first, axis=1, keepdims=True, dtype=jnp.int32)
+    return n, k
+
+
+def ifpo_advantages(
+    rewards: jax.Array,
+    behaviour: jax.Array,
+    group_size: int,
+    *,
+    alpha: float = 1.0,
+    max_weight: float | None = None,
+    scope: str = "group",
+    scale: str = "std",
+    positive_only: bool = False,
+    eps: float = 1e-6,
+) -> tuple[jax.Array, jax.Array]:
+    """Inverse Frequency Policy Optimization advantages (DESIGN §1, this project's definition).
+
+    Â_i is the GRPO advantage (group-relative always). With n_b the number of rows with key b and K the
+    number of distinct keys, both counted over the group of G rows (``scope="group"``) or over the whole
+    batch of B rows (``scope="batch"``, G then reads B):
+
+        w_i = (G / (K · n_{b_i}))^alpha,  optionally min(w_i, max_weight);   A_i = w_i · Â_i.
+
+    With alpha = 1 and no cap the weights of a group sum to G (each behaviour gets an equal share);
+    alpha = 0 is exactly GRPO; K = 1 gives weight exactly 1.
+
+    Args:
+      rewards: f32[B].
+      behaviour: i32[B] behaviour keys; any int values (see ``behaviour_keys``).
+      group_size: G, static.
+      alpha: exponent, >= 0.
+      max_weight: optional cap on w_i (> 0).
+      scope: "group" or "batch".
+      scale: "std" or "none", for Â (see ``grpo_advantages``).
+      positive_only: apply w only where Â_i > 0 (a rare behaviour's successes are amplified, not its
+        failures); elsewhere the weight is 1.
+      eps: added to the std.
+
+    Returns:
+      (advantages f32[B], weights f32[B]); ``weights`` are the ones actually applied, so advantages ==
+      weights * grpo_advantages(...) always (with positive_only, rows with Â_i <= 0 report 1).
+    """
+    _check_choice("scope", scope, _SCOPES)
+    if isinstance(alpha, numbers.Real) and alpha < 0:
+        raise ConfigError(f"alpha={alpha!r} must be >= 0 (0 is plain GRPO, 1 gives each behaviour an equal share)")
+    if max_weight is not None and isinstance(max_weight, numbers.Real) and max_weight <= 0:
+        raise ConfigError(f"max_weight={max_weight!r} must be > 0 (or None for no cap)")
+    base = grpo_advantages(rewards, group_size, scale=scale, eps=eps)
+    keys = jnp.asarray(behaviour)
+    if keys.shape != base.shape:
+        raise ValueError(f"behaviour has shape {keys.shape}, rewards {base.shape}: one key per row is needed")
+    keys = keys.astype(jnp.int32)
+
+    # [groups, G] for scope group, [1, B] for scope batch: [1, B] makes the pairwise comparison [B, B].
+    sets = _grouped(keys, group_size, "behaviour") if scope == "group" else keys[None, :]
+    n, k = _distinct_and_counts(sets)
+    size = sets.shape[1]
+    ratio = (jnp.float32(size) / (k * n).astype(jnp.float32)).reshape(-1)  # exactly 1.0 when K = 1
+    if isinstance(alpha, numbers.Real) and alpha == 0:
+        weights = jnp.ones_like(ratio)  # exactly GRPO
+    elif isinstance(alpha, numbers.Real) and alpha == 1:
+        weights = ratio  # skip pow: exact shares, so the group sum is G up to rounding of the adds only
+    else:
+        weights = jnp.power(ratio, jnp.asarray(alpha, jnp.float32))
+    if max_weight is not None:
+        weights = jnp.minimum(weights, jnp.asarray(max_weight, jnp.float32))
+    if positive_only:
+        weights = jnp.where(base > 0, weights, jnp.ones_like(weights))
+    return weights * base, weights
+
+
+def behaviour_keys(
+    num_tool_calls: jax.Array, rule_category_ids: jax.Array | None = None, kind: str = "consulted"
+) -> jax.Array:
+    """Behaviour key per rollout, for ``ifpo_advantages``.
+
+    Args:
+      num_tool_calls: i32[B], how many times the rollout called ``consult_safety_rules``.
+      rule_category_ids: i32[B] or None, the rule category the rollout consulted (required for
+        kind="category").
+      kind: "consulted" (default: 1 if it called the tool at least once, else 0), "num_calls" (the number
+        of calls itself), or "category" (the category id for rollouts that consulted; -1 for rollouts
+        that did not, so "did not consult" is its own behaviour).
+
+    Returns:
+      i32[B].
+    """
+    _check_choice("behaviour kind", kind, BEHAVIOUR_KINDS)
+    calls = jnp.asarray(num_tool_calls).astype(jnp.int32)
+    if kind == "consulted":
+        return (calls > 0).astype(jnp.int32)
+    if kind == "num_calls":
+        return calls
+    if rule_category_ids is None:
+        raise ConfigError("behaviour kind 'category' needs rule_category_ids (one category id per rollout)")
+    cats = jnp.asarray(rule_category_ids).astype(jnp.int32)
+    return jnp.where(calls > 0, cats, jnp.int32(-1))
+
+
+# --- registry --------------------------------------------------------------------------------------------
+# Every entry has one signature, so a trainer can call whichever the config names:
+#     estimator(rewards f32[B], behaviour i32[B] | None, group_size, **options) -> (advantages f32[B], weights f32[B])
+# Non-IFPO estimators ignore `behaviour` and return weights of 1.
+
+
+def _with_unit_weights(fn: Callable, name: str, allowed: tuple[str, ...], fixed: dict | None = None) -> Callable:
+    def estimator(rewards, behaviour=None, group_size: int = 1, **options):
+        del behaviour
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ConfigError(
+                f"advantage estimator {name!r} takes no option(s) {', '.join(unknown)}; "
+                f"its options are: {', '.join(allowed) or 'none'}"
+            )
+        adv = fn(rewards, group_size, **{**options, **(fixed or {})})
+        return adv, jnp.ones_like(adv)
+
+    estimator.__name__ = f"{name}_estimator"
+    estimator.__doc__ = f"{name!r} advantages with unit weights; options: {', '.join(allowed) or 'none'}."
+    return estimator
+
+
+_IFPO_OPTIONS = ("alpha", "max_weight", "scope", "scale", "positive_only", "eps")
+
+
+def _ifpo_estimator(rewards, behaviour=None, group_size: int = 1, **options):
+    """'ifpo' advantages and weights; options: alpha, max_weight, scope, scale, positive_only, eps."""
+    unknown = sorted(set(options) - set(_IFPO_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"advantage estimator 'ifpo' takes no option(s) {', '.join(unknown)}; its options are: {', '.join(_IFPO_OPTIONS)}"
+        )
+    if behaviour is None:
+        raise ConfigError("advantage estimator 'ifpo' needs behaviour keys (one per rollout)")
+    return ifpo_advantages(rewards, behaviour, group_size, **options)
+
+
+ADVANTAGE_ESTIMATORS: dict[str, Callable] = {
+    "grpo": _with_unit_weights(grpo_advantages, "grpo", ("scale", "eps")),
+    "drgrpo": _with_unit_weights(grpo_advantages, "drgrpo", ("eps",), fixed={"scale": "none"}),
+    "rloo": _with_unit_weights(rloo_advantages, "rloo", ()),
+    "ifpo": _ifpo_estimator,
+}
+
+
+def get_advantage_estimator(name: str) -> Callable:
+    """The estimator registered as ``name`` (see ``ADVANTAGE_ESTIMATORS`` for the common signature)."""
+    try:
+        return ADVANTAGE_ESTIMATORS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"unknown advantage estimator {name!r}; valid names: {', '.join(ADVANTAGE_ESTIMATORS)}"
+        ) from None
