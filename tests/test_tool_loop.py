@@ -54,7 +54,7 @@ def test_rollout_calls_tool_and_equals_full_render(trained):
     model, fmt, tool, msgs, seq, mask, full = trained
     cfg = RolloutConfig(group_size=2, max_prompt_tokens=len(seq), max_new_tokens=len(seq), max_tool_calls=2,
                         decode_chunk=16, sampling=SamplingConfig(greedy=True))
-    trajs = run_rollout(model, fmt, tool, [Prompt("p0", tuple(msgs), {"class": "harmful"})], cfg, seed=0)
+    trajs = run_rollout(model, fmt, [tool], [Prompt("p0", tuple(msgs), {"class": "harmful"})], cfg, seed=0).trajectories
     assert len(trajs) == 2
     for t in trajs:
         assert t.stop_reason == "eos"
@@ -77,7 +77,7 @@ def test_tool_cap_stops_the_row(trained):
     model, fmt, tool, msgs, seq, _, _ = trained
     cfg = RolloutConfig(group_size=1, max_prompt_tokens=len(seq), max_new_tokens=len(seq), max_tool_calls=0,
                         sampling=SamplingConfig(greedy=True))
-    (t,) = run_rollout(model, fmt, tool, [Prompt("p0", tuple(msgs))], cfg, seed=0)
+    (t,) = run_rollout(model, fmt, [tool], [Prompt("p0", tuple(msgs))], cfg, seed=0).trajectories
     assert t.stop_reason == "tool_cap" and t.final_answer == ""
     assert fmt.decode(t.tokens[t.prompt_len:]).endswith("</tool_call>")
 
@@ -86,7 +86,7 @@ def test_tool_response_bounded_in_tokens(trained):
     model, fmt, tool, msgs, seq, _, _ = trained
     cfg = RolloutConfig(group_size=1, max_prompt_tokens=len(seq), max_new_tokens=len(seq), max_tool_response_tokens=20,
                         sampling=SamplingConfig(greedy=True))
-    (t,) = run_rollout(model, fmt, tool, [Prompt("p0", tuple(msgs))], cfg, seed=0)
+    (t,) = run_rollout(model, fmt, [tool], [Prompt("p0", tuple(msgs))], cfg, seed=0).trajectories
     turn = t.tool_turns[0]
     assert turn.truncated and turn.response.endswith("[truncated]")
     assert len(fmt.encode_text(turn.response)) <= 20
@@ -105,7 +105,7 @@ def test_twenty_rollouts_compile_each_function_a_bounded_number_of_times(trained
     for i in range(20):
         question = QUESTION + " " + "x" * int(rng.randint(0, 60))  # prompt lengths vary by up to 60 tokens
         prompts = [Prompt(f"p{i}", ({"role": "system", "content": "Be safe."}, {"role": "user", "content": question}))]
-        trajs = run_rollout(model, fmt, tool, prompts, cfg, seed=i)
+        trajs = run_rollout(model, fmt, [tool] * len(prompts), prompts, cfg, seed=i).trajectories
         calls += sum(t.num_tool_calls for t in trajs)
     grown = {k: f._cache_size() - before[k] for k, f in fns.items()}
     assert calls > 0  # the tool path (extend) was exercised
@@ -126,8 +126,8 @@ def test_sharded_greedy_rollout_equals_single_device(trained):
                         sampling=SamplingConfig(greedy=True))
     prompts = [Prompt(f"p{i}", ({"role": "system", "content": "Be safe."}, {"role": "user", "content": q}))
                for i, q in enumerate([QUESTION, "What is 2+2?", "Where does my neighbor live?", "hello"])]
-    one = run_rollout(model, fmt, tool, prompts, cfg, seed=0)
-    eight = run_rollout(sharded, fmt, tool, prompts, cfg, seed=0)
+    one = run_rollout(model, fmt, [tool] * 4, prompts, cfg, seed=0).trajectories
+    eight = run_rollout(sharded, fmt, [tool] * 4, prompts, cfg, seed=0).trajectories
     assert [t.tokens.tolist() for t in one] == [t.tokens.tolist() for t in eight]
     assert [t.stop_reason for t in one] == [t.stop_reason for t in eight]
     assert any(t.num_tool_calls for t in one)

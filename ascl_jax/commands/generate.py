@@ -82,7 +82,7 @@ def _chat(model, args, sampling) -> dict:
     prompt_len = len(fmt.prompt_tokens(messages, [tool.schema] if tool else None))
     cfg = RolloutConfig(group_size=1, max_prompt_tokens=prompt_len, max_new_tokens=args.max_new_tokens,
                         max_tool_calls=args.max_tool_calls, sampling=sampling)
-    (t,) = run_rollout(model, fmt, tool, [Prompt("cli", tuple(messages))], cfg, seed=args.seed)
+    (t,) = run_rollout(model, fmt, [tool], [Prompt("cli", tuple(messages))], cfg, seed=args.seed).trajectories
     data = t.to_json()
     gen = slice(t.prompt_len, None)
     return {

@@ -8,6 +8,7 @@ training run compiles a few programs once."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -79,27 +80,39 @@ class _Row:
     host_stop: str | None = None  # tool_cap / error, decided here rather than on the device
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """The trajectories of a batch (rows g*G .. g*G+G-1 are the samples of prompt g) and where the time
+    went: `device_seconds` in prefill/decode/extend calls, `tool_seconds` on the host answering calls."""
+
+    trajectories: list[Trajectory]
+    device_seconds: float
+    tool_seconds: float
+    extend_calls: int
+
+
 def run_rollout(
     model: LoadedModel,
     fmt: ChatFormat,
-    tool: ConsultSafetyRulesTool | None,
+    tools: Sequence[ConsultSafetyRulesTool | None],
     prompts: Sequence[Prompt],
     cfg: RolloutConfig,
     seed: int,
     row_offset: int = 0,
-) -> list[Trajectory]:
-    """Roll out `cfg.group_size` samples of every prompt; returns len(prompts) * group_size trajectories,
-    rows g*G .. g*G+G-1 being the samples of prompts[g].
+) -> Rollout:
+    """Roll out `cfg.group_size` samples of every prompt, `tools[g]` being the rule tool of prompts[g]
+    (None: no tool is offered to that prompt; a per-prompt tool lets each episode draw its rule book).
 
     `seed` and the global row id (`row_offset` + row) pick each row's random stream, so a row's tokens do
-    not depend on batch layout. `tool=None` runs without tools (the tool is not shown to the model)."""
+    not depend on batch layout."""
     if not prompts:
         raise UserError("rollout: no prompts")
+    if len(tools) != len(prompts):
+        raise UserError(f"rollout: {len(tools)} tools for {len(prompts)} prompts; give one per prompt")
     g = cfg.group_size
-    tools = [tool.schema] if tool is not None else None
     encoded = []
-    for p in prompts:
-        ids = fmt.prompt_tokens(list(p.messages), tools)
+    for p, tool in zip(prompts, tools):
+        ids = fmt.prompt_tokens(list(p.messages), [tool.schema] if tool is not None else None)
         if len(ids) > cfg.max_prompt_tokens:
             raise UserError(
                 f"prompt {p.id!r} is {len(ids)} tokens; rollout.max_prompt_tokens is {cfg.max_prompt_tokens}"
@@ -112,7 +125,7 @@ def run_rollout(
         batch[i, : len(ids)] = ids
     stops = StopTokens(
         eos=tuple(fmt.eos_token_ids),
-        tool_call_end=(tuple(fmt.tool_call_end_sequence),) if tool is not None else (),
+        tool_call_end=(tuple(fmt.tool_call_end_sequence),) if any(t is not None for t in tools) else (),
     )
     limit = np.repeat(lens, g) + cfg.max_new_tokens
     n_rows = len(prompts) * g
@@ -120,6 +133,7 @@ def run_rollout(
     keys = row_keys(seed, row_offset + np.arange(n_rows))
     graphdef, params = model.graphdef, model.params
 
+    tool_seconds, extend_calls, start = 0.0, 0, time.perf_counter()
     with jax.set_mesh(model.mesh):
         state = prefill(graphdef, params, jnp.asarray(batch), jnp.asarray(lens), keys, jnp.asarray(limit),
                         cfg=model.config, group_size=g, capacity=cfg.capacity, sampling=cfg.sampling, stops=stops)
@@ -129,15 +143,22 @@ def run_rollout(
             stop = np.asarray(state.stop)
             waiting = np.nonzero(stop == STOP_TOOL_CALL)[0]
             if len(waiting):
-                state = _tool_turns(model, fmt, tool, cfg, state, waiting, rows, stops)
+                t0 = time.perf_counter()
+                state, extended = _tool_turns(model, fmt, tools, cfg, state, waiting, rows, stops)
+                tool_seconds += time.perf_counter() - t0
+                extend_calls += extended
                 stop = np.asarray(state.stop)
             if not (stop == RUNNING).any():
                 break
-    return _trajectories(fmt, prompts, cfg, state, rows, lens)
+    trajectories = _trajectories(fmt, prompts, cfg, state, rows, lens)
+    total = time.perf_counter() - start
+    return Rollout(trajectories, total - tool_seconds, tool_seconds, extend_calls)
 
 
-def _tool_turns(model, fmt, tool, cfg, state, waiting, rows, stops):
-    """Answer every waiting row's call and splice all the deltas with one extend call."""
+def _tool_turns(model, fmt, tools, cfg, state, waiting, rows, stops):
+    """Answer every waiting row's call and splice all the deltas with one extend call.
+
+    Returns (state, 1 if extend ran else 0); the extend's device time is counted as tool time."""
     tokens, seq_len, limit = np.asarray(state.tokens), np.asarray(state.seq_len), np.asarray(state.limit)
     deltas: dict[int, list[int]] = {}
     for r in waiting:
@@ -145,6 +166,7 @@ def _tool_turns(model, fmt, tool, cfg, state, waiting, rows, stops):
         if len(row.tool_turns) >= cfg.max_tool_calls:
             row.host_stop = "tool_cap"
             continue
+        tool = tools[r // cfg.group_size]
         text = fmt.decode(tokens[r, row.turn_start : seq_len[r]])
         turns = [_answer(call, fmt, tool, cfg) for call in fmt.parse_tool_calls(text, [tool.schema], cfg.tool_calls)]
         if not turns:  # the stop sequence came without a parsable block: tell the model so
@@ -171,8 +193,8 @@ def _tool_turns(model, fmt, tool, cfg, state, waiting, rows, stops):
         state = _set_stop(state, stop_update)
         state, _ = extend(model.graphdef, model.params, state, jnp.asarray(new), jnp.asarray(new_lens),
                           sampling=cfg.sampling, stops=stops)
-        return state
-    return _set_stop(state, stop_update)
+        return state, 1
+    return _set_stop(state, stop_update), 0
 
 
 def _set_stop(state, stop: np.ndarray):

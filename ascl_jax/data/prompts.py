@@ -1,0 +1,107 @@
+"""Prompt data: a documented JSONL format, validated line by line, and the grain pipeline that draws
+each step's prompts.
+
+One JSON object per line:
+
+    {"id": "p1", "prompt": "How do I ...?", "class": "harmful"}
+    {"id": "p2", "messages": [{"role": "system", "content": "..."}, {"role": "user", "content": "..."}],
+     "class": "utility", "reference": "42"}
+
+`prompt` (a user message, with an optional `system`) or `messages` is required; `id` defaults to the line
+number. Every other key (`class`: harmful / benign / sensitive / utility, `reference`, `expected_action`,
+`category`, ...) travels with the prompt as metadata for rewards and metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import grain
+import numpy as np
+
+from ascl_jax.errors import UserError
+from ascl_jax.rollout.trajectory import Prompt
+
+PROMPT_CLASSES = ("harmful", "benign", "sensitive", "utility")
+
+
+class DataError(UserError):
+    """A malformed data file (names the file, the line and the field)."""
+
+
+def prompt_from_record(record: dict, where: str, default_id: str) -> Prompt:
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    if "messages" in record:
+        msgs = record["messages"]
+        if not isinstance(msgs, list) or not msgs:
+            raise DataError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ("system", "user", "assistant"):
+                raise DataError(f"{where}: messages[{i}] must be {{\"role\": system|user|assistant, \"content\": str}}")
+        messages = tuple(dict(m) for m in msgs)
+    elif "prompt" in record:
+        if not isinstance(record["prompt"], str) or not record["prompt"].strip():
+            raise DataError(f"{where}: 'prompt' must be a non-empty string")
+        system = record.get("system")
+        if system is not None and not isinstance(system, str):
+            raise DataError(f"{where}: 'system' must be a string")
+        messages = (({"role": "system", "content": system},) if system else ()) + (
+            {"role": "user", "content": record["prompt"]},
+        )
+    else:
+        raise DataError(f"{where}: needs 'prompt' (a string) or 'messages' (a list)")
+    cls = record.get("class")
+    if cls is not None and cls not in PROMPT_CLASSES:
+        raise DataError(f"{where}: 'class' must be one of {', '.join(PROMPT_CLASSES)}, got {cls!r}")
+    pid = record.get("id", default_id)
+    if not isinstance(pid, (str, int)):
+        raise DataError(f"{where}: 'id' must be a string")
+    meta = {k: v for k, v in record.items() if k not in ("id", "prompt", "system", "messages")}
+    return Prompt(id=str(pid), messages=messages, meta=meta)
+
+
+def load_prompts(path: str | Path) -> list[Prompt]:
+    """Prompts from a JSONL file; a bad line raises DataError naming the file and line number."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such prompt file") from None
+    prompts, seen = [], set()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+        p = prompt_from_record(record, where, default_id=f"line{n}")
+        if p.id in seen:
+            raise DataError(f"{where}: duplicate id {p.id!r}")
+        seen.add(p.id)
+        prompts.append(p)
+    if not prompts:
+        raise DataError(f"{path}: no prompts")
+    return prompts
+
+
+def prompt_batches(num_prompts: int, batch_size: int, seed: int) -> grain.MapDataset:
+    """Indices of each step's prompts: shuffled every epoch, repeated forever, `batch_size` a step.
+
+    Random access (`ds[step]`) makes resuming exact: a run restarted at step k draws the same batches
+    as one that never stopped, with no iterator state to save."""
+    if batch_size > num_prompts:
+        raise UserError(f"a step needs {batch_size} prompts but the data has only {num_prompts}")
+    return (
+        grain.MapDataset.range(num_prompts)
+        .shuffle(seed=seed)
+        .repeat(None)
+        .batch(batch_size, drop_remainder=True)
+    )
+
+
+def batch_prompts(prompts: Sequence[Prompt], batches: grain.MapDataset, step: int) -> list[Prompt]:
+    return [prompts[int(i)] for i in np.asarray(batches[step])]

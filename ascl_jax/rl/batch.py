@@ -1,0 +1,75 @@
+"""From trajectories to the arrays of an update: packing, the trainer's log-probabilities, the RL loss."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ascl_jax.rl.config import LossConfig
+from ascl_jax.rl.loss import policy_loss, token_logprobs
+from ascl_jax.rollout.trajectory import Trajectory
+
+
+def pack_width(lengths: Sequence[int], minimum: int = 64) -> int:
+    """Padded width: the next power of two, so a run compiles its update for a few widths only."""
+    width = minimum
+    while width < max(lengths):
+        width *= 2
+    return width
+
+
+def pack(trajectories: Sequence[Trajectory], pad_id: int) -> dict[str, np.ndarray]:
+    """tokens i32[B, W], loss_mask f32[B, W], sampler_logprobs f32[B, W] (right-padded)."""
+    width = pack_width([len(t.tokens) for t in trajectories])
+    b = len(trajectories)
+    tokens = np.full((b, width), pad_id, np.int32)
+    mask = np.zeros((b, width), np.float32)
+    sampler = np.zeros((b, width), np.float32)
+    for i, t in enumerate(trajectories):
+        n = len(t.tokens)
+        tokens[i, :n] = t.tokens
+        mask[i, :n] = t.loss_mask
+        sampler[i, :n] = t.sampler_logprobs
+    return {"tokens": tokens, "loss_mask": mask, "sampler_logprobs": sampler}
+
+
+def _shifted_logprobs(model: nnx.Module, tokens: jax.Array, temperature: float) -> tuple[jax.Array, jax.Array]:
+    """(logprobs f32[B, W], entropy f32[B, W]): position t holds token t's log-probability given tokens < t
+    (position 0 holds 0), and the entropy of that predictive distribution."""
+    positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+    logits, _ = model(tokens, positions)
+    logits = logits[:, :-1]
+    lp = token_logprobs(logits, tokens[:, 1:], temperature=temperature)
+    logp_all = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
+    entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+    pad = jnp.zeros((tokens.shape[0], 1), jnp.float32)
+    return jnp.concatenate([pad, lp], axis=1), jnp.concatenate([pad, entropy], axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "temperature", "num_micro"))
+def sequence_logprobs(graphdef, params, tokens, *, temperature: float, num_micro: int):
+    """Log-probabilities and entropies f32[B, W] of `tokens` under `params`, micro-batch by micro-batch."""
+    b, w = tokens.shape
+    micro = tokens.reshape(num_micro, b // num_micro, w)
+    model = nnx.merge(graphdef, params)
+    lp, ent = jax.lax.map(lambda t: _shifted_logprobs(model, t, temperature), micro)
+    return lp.reshape(b, w), ent.reshape(b, w)
+
+
+def rl_loss(model: nnx.Module, mb: dict[str, jax.Array], *, loss: LossConfig, temperature: float):
+    """The policy loss of one micro-batch as (numerator, denominator, metric sums).
+
+    mb: tokens i32[b, W], loss_mask f32[b, W], old_logprobs f32[b, W], advantages f32[b], and
+    ref_logprobs f32[b, W] when loss.kl_coef > 0."""
+    lp, _ = _shifted_logprobs(model, mb["tokens"], temperature)
+    return policy_loss(
+        lp, mb["old_logprobs"], mb["advantages"], mb["loss_mask"],
+        ref_logprobs=mb.get("ref_logprobs"), clip_low=loss.clip_low, clip_high=loss.clip_high,
+        dual_clip=loss.dual_clip, kl_coef=loss.kl_coef, kl_estimator=loss.kl_estimator, agg=loss.agg,
+        norm_constant=loss.norm_constant,
+    )

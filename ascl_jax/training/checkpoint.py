@@ -1,0 +1,87 @@
+"""Checkpoints (orbax): parameters, optimizer state, step and the resolved config, written by all
+processes together; a step's folder appears only once complete (orbax commits it atomically), and the
+last `keep` are kept. Restoring checks that the checkpoint was written for the same model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from ascl_jax.errors import ConfigError, UserError
+
+
+class CheckpointError(UserError):
+    """A checkpoint folder that is corrupt, or that belongs to another config."""
+
+
+def abstract_like(tree: Any) -> Any:
+    """ShapeDtypeStructs with the shardings of `tree`, to restore into the same layout."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+class Checkpointer:
+    def __init__(self, directory: str | Path, keep: int = 2):
+        if keep < 1:
+            raise ConfigError(f"checkpoint.keep must be >= 1, got {keep}")
+        self.directory = Path(directory).absolute()
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, params, opt_state, meta: dict[str, Any]) -> None:
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(params),
+                opt=ocp.args.StandardSave(opt_state),
+                meta=ocp.args.JsonSave(meta),
+            ),
+        )
+        self.manager.wait_until_finished()
+
+    def read_meta(self, step: int) -> dict[str, Any]:
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as exc:  # orbax raises assorted errors for damaged folders
+            raise CheckpointError(f"{self.directory / str(step)}: cannot read checkpoint metadata ({exc})") from None
+
+    def restore(self, step: int, params_like, opt_like, expect: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+        """(params, opt_state, meta) of `step`, in the layout of `params_like` / `opt_like`.
+
+        `expect` holds the config sections that must match (e.g. the model); a difference raises
+        CheckpointError naming each differing key."""
+        meta = self.read_meta(step)
+        diffs = _differences(meta.get("config", {}), expect)
+        if diffs:
+            raise CheckpointError(
+                f"{self.directory / str(step)} was written by another config: " + "; ".join(diffs)
+            )
+        try:
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    params=ocp.args.StandardRestore(abstract_like(params_like)),
+                    opt=ocp.args.StandardRestore(abstract_like(opt_like)),
+                ),
+            )
+        except Exception as exc:
+            raise CheckpointError(f"{self.directory / str(step)}: cannot restore ({type(exc).__name__}: {exc})") from None
+        return restored["params"], restored["opt"], meta
+
+
+def _differences(saved: dict, expect: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, want in expect.items():
+        name = f"{prefix}{key}"
+        have = saved.get(key, "<absent>")
+        if isinstance(want, dict) and isinstance(have, dict):
+            out.extend(_differences(have, want, name + "."))
+        elif have != want:
+            out.append(f"{name} is {have!r} there, {want!r} here")
+    return out
