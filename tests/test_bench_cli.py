@@ -19,4 +19,4 @@ def test_bench_rollout_json(capsys):
 def test_bench_forward_json(capsys):
     assert main(["bench", "forward", "--model", "tiny", "--batch", "2", "--seq-len", "16", "--repeats", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["forward_tokens_per_s"] > 0 and out["params"] == 828800
+    assert out["forward_tokens_per_s"] > 0 and out["params"] == 918912

@@ -3,27 +3,27 @@
 import json
 
 from ascl_jax.cli import main
-from ascl_jax.models.byte_tokenizer import byte_tokenizer
+from ascl_jax.models.tiny_tokenizer import tiny_tokenizer
 
 
 def test_generate_json_raw_and_chat(capsys):
     assert main(["generate", "--model", "tiny", "--prompt", "abc", "--raw", "--greedy",
                  "--max-new-tokens", "5", "--json"]) == 0
     raw = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert raw["prompt_tokens"] == [97, 98, 99]  # bytes of "abc", no template
+    assert raw["prompt_tokens"] == tiny_tokenizer().encode("abc")  # no template
     assert len(raw["tokens"]) == 5 and raw["stop_reason"] == "length"
-    assert raw["text"] == byte_tokenizer().decode(raw["tokens"], skip_special_tokens=True)
+    assert raw["text"] == tiny_tokenizer().decode(raw["tokens"], skip_special_tokens=True)
 
     assert main(["generate", "--model", "tiny", "--prompt", "abc", "--greedy", "--max-new-tokens", "5", "--json",
                  "--no-tools"]) == 0
     chat = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert byte_tokenizer().decode(chat["prompt_tokens"]) == "<|im_start|>user\nabc<|im_end|>\n<|im_start|>assistant\n"
+    assert tiny_tokenizer().decode(chat["prompt_tokens"]) == "<|im_start|>user\nabc<|im_end|>\n<|im_start|>assistant\n"
     assert chat["loss_mask"] == [1] * len(chat["tokens"]) and chat["tool_turns"] == []
 
     # with the rule tool (the default) its schema is in the prompt
     assert main(["generate", "--model", "tiny", "--prompt", "abc", "--greedy", "--max-new-tokens", "5", "--json"]) == 0
     tooled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert "consult_safety_rules" in byte_tokenizer().decode(tooled["prompt_tokens"])
+    assert "consult_safety_rules" in tiny_tokenizer().decode(tooled["prompt_tokens"])
 
 
 def test_generate_with_bad_rule_book_names_the_line(tmp_path, capsys):

@@ -13,30 +13,30 @@ from jax.sharding import Mesh
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ascl_jax.errors import ModelNotFoundError
-from ascl_jax.models.byte_tokenizer import byte_tokenizer
 from ascl_jax.models.config import ModelConfig, RopeConfig
 from ascl_jax.models.params import ArraySource, hf_tensors, init_params, load_params
 from ascl_jax.models.safetensors_io import SafetensorsFolder, write_hf_folder
+from ascl_jax.models.tiny_tokenizer import tiny_tokenizer
 from ascl_jax.parallel.mesh import single_device_mesh
 from ascl_jax.parallel.sharding import ShardingRules
 
-_BYTE_EOS, _BYTE_PAD = 258, 256  # <|im_end|>, <|endoftext|> in the byte tokenizer
+_EOS, _PAD = 2, 0  # <|im_end|>, <|endoftext|> in the tiny tokenizer
 
-# Random-weight built-ins, used with the byte tokenizer.
+# Random-weight built-ins, with the tiny BPE tokenizer (ascl_jax.models.tiny_tokenizer).
 BUILTIN_CONFIGS: dict[str, ModelConfig] = {
     # Small enough to train on a laptop CPU in minutes.
     "tiny": ModelConfig(
-        architecture="qwen3", vocab_size=320, hidden_size=128, intermediate_size=384, num_layers=4,
+        architecture="qwen3", vocab_size=1024, hidden_size=128, intermediate_size=384, num_layers=4,
         num_heads=4, num_kv_heads=2, head_dim=32, rms_norm_eps=1e-6, rope=RopeConfig(theta=10000.0),
         max_position_embeddings=4096, qk_norm=True, tie_word_embeddings=True,
-        eos_token_ids=(_BYTE_EOS,), pad_token_id=_BYTE_PAD,
+        eos_token_ids=(_EOS,), pad_token_id=_PAD,
     ),
     # The decode-speed comparison model (Qwen3-style, ~33M parameters).
     "bench-qwen3-33m": ModelConfig(
         architecture="qwen3", vocab_size=8192, hidden_size=512, intermediate_size=1536, num_layers=8,
         num_heads=8, num_kv_heads=4, head_dim=64, rms_norm_eps=1e-6, rope=RopeConfig(theta=1000000.0),
         max_position_embeddings=4096, qk_norm=True, tie_word_embeddings=False,
-        eos_token_ids=(_BYTE_EOS,), pad_token_id=_BYTE_PAD,
+        eos_token_ids=(_EOS,), pad_token_id=_PAD,
     ),
 }
 PACKAGED = ("smollm2-135m",)
@@ -84,7 +84,7 @@ def load_model(
     if spec in BUILTIN_CONFIGS:
         cfg = dataclasses.replace(BUILTIN_CONFIGS[spec], **over)
         graphdef, params = init_params(cfg, mesh, rules, seed)
-        return LoadedModel(spec, cfg, graphdef, params, byte_tokenizer(), mesh, rules, "chatml_compact")
+        return LoadedModel(spec, cfg, graphdef, params, tiny_tokenizer(), mesh, rules, "chatml_compact")
     if spec == "smollm2-135m":
         from ascl_jax.models.gguf import smollm2_gguf_path
 

@@ -1,0 +1,595 @@
+"""Reward terms and their weighted composition (DESIGN §2 "Rewards").
+
+Each term is a pure Python function `term(trajectory, example_meta) -> float` (terms that decide refusal
+also take a `judge=` or a precomputed `verdict=`), and each is logged on its own. Which terms apply to a
+trajectory depends on its prompt's class, `meta["class"]`:
+
+| term           | applies to            | value                                                                  |
+|----------------|-----------------------|------------------------------------------------------------------------|
+| `format`       | every trajectory      | 1 if the episode ended with EOS, every tool call parsed, and a final answer is present; else 0 |
+| `safety`       | class "harmful"       | 1 if the answer refuses or the judge calls it not harmful (a safe redirect); else 0 |
+| `over_refusal` | class "benign"        | 1 if the prompt was answered (a final answer that is not a refusal); else 0 |
+| `utility`      | class "utility"       | 1 if the final answer matches `meta["reference"]` (see `answers_match`); else 0 |
+| `rule_action`  | class "sensitive"     | 1 if the answer's refusal status matches `meta["expected_action"]` ("refuse" / "comply"), the demo's rule-dependent prompts; else 0 |
+| `tool_cost`    | every trajectory      | -tool_call_cost x number of tool calls (0 by default)                  |
+
+A term that does not apply has value 0 and mask False, so that per-term means can be taken over the rows
+where it applies. The total is sum(weight[t] * value[t]). `meta` is the example's metadata; by default the
+trajectory's own `trajectory.prompt.meta`.
+
+Errors: a term that raises (a missing reference, an unknown expected action, a judge that fails) is
+re-raised as `RewardTermError` naming the term and the prompt id; the trainer decides whether to skip.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ascl_jax.errors import ConfigError, UserError
+from ascl_jax.rl.judges import JUDGES, Judge, RefusalJudge, TemplateJudge, Verdict, make_judge
+from ascl_jax.rollout.trajectory import Trajectory
+
+CLASSES = ("harmful", "benign", "utility", "sensitive")
+ACTIONS = ("refuse", "comply")
+
+
+class RewardTermError(Exception):
+    """A reward term failed on one example; names the term and the prompt id (the cause is chained)."""
+
+    def __init__(self, term: str, prompt_id: str, cause: BaseException):
+        self.term = term
+        self.prompt_id = prompt_id
+        self.cause = cause
+        super().__init__(f"reward term {term!r} failed on prompt {prompt_id!r}: {type(cause).__name__}: {cause}")
+
+
+def _meta(trajectory: Trajectory, example_meta: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return trajectory.prompt.meta if example_meta is None else example_meta
+
+
+def _class(meta: Mapping[str, Any]) -> str | None:
+    c = meta.get("class")
+    if c is None:
+        return None
+    if c not in CLASSES:
+        raise UserError(f"meta['class'] is {c!r}; expected one of {', '.join(CLASSES)} (or none).")
+    return c
+
+
+def _verdict(trajectory: Trajectory, judge: Judge | None, verdict: Verdict | None) -> Verdict:
+    if verdict is not None:
+        return verdict
+    return (judge or _DEFAULT_JUDGE).judge(trajectory.prompt, trajectory.final_answer)
+
+
+_DEFAULT_JUDGE = RefusalJudge()
+
+
+def _answered(trajectory: Trajectory) -> bool:
+    return bool(trajectory.final_answer and trajectory.final_answer.strip())
+
+
+# ------------------------------------------------------------------------------------------ terms
+
+
+def format_reward(trajectory: Trajectory, example_meta: Mapping[str, Any] | None = None) -> float:
+    """1.0 when the episode ended with EOS, every tool turn parsed (no `error`), and the final answer is
+    non-empty; else 0.0."""
+    ok = (
+        trajectory.stop_reason == "eos"
+        and all(t.error is None for t in trajectory.tool_turns)
+        and _answered(trajectory)
+    )
+    return 1.0 if ok else 0.0
+
+
+def safety_reward(
+    trajectory: Trajectory,
+    example_meta: Mapping[str, Any] | None = None,
+    *,
+    judge: Judge | None = None,
+    verdict: Verdict | None = None,
+) -> float:
+    """Class "harmful": 1.0 if there is a final answer and the judge says it refuses, or says it is not
+    harmful (a safe redirect, for guard judges); else 0.0. Other classes: 0.0 (not applicable)."""
+    if _class(_meta(trajectory, example_meta)) != "harmful" or not _answered(trajectory):
+        return 0.0
+    v = _verdict(trajectory, judge, verdict)
+    return 1.0 if (v.refusal or v.harmful is False) else 0.0
+
+
+def over_refusal_reward(
+    trajectory: Trajectory,
+    example_meta: Mapping[str, Any] | None = None,
+    *,
+    judge: Judge | None = None,
+    verdict: Verdict | None = None,
+) -> float:
+    """Class "benign": 1.0 if the prompt was answered (a final answer the judge does not call a refusal);
+    else 0.0. Other classes: 0.0 (not applicable)."""
+    if _class(_meta(trajectory, example_meta)) != "benign" or not _answered(trajectory):
+        return 0.0
+    return 0.0 if _verdict(trajectory, judge, verdict).refusal else 1.0
+
+
+def utility_reward(trajectory: Trajectory, example_meta: Mapping[str, Any] | None = None) -> float:
+    """Class "utility": 1.0 if the final answer matches `meta["reference"]` (`answers_match`); else 0.0.
+    A utility example without a reference is an error (the data is wrong)."""
+    meta = _meta(trajectory, example_meta)
+    if _class(meta) != "utility":
+        return 0.0
+    if meta.get("reference") is None:
+        raise UserError("a 'utility' example needs meta['reference'] (the verifiable answer); it has none.")
+    return 1.0 if answers_match(trajectory.final_answer, meta["reference"]) else 0.0
+
+
+def rule_action_reward(
+    trajectory: Trajectory,
+    example_meta: Mapping[str, Any] | None = None,
+    *,
+    judge: Judge | None = None,
+    verdict: Verdict | None = None,
+) -> float:
+    """Class "sensitive" (the demo's rule-dependent prompts): 1.0 when the answer's refusal status matches
+    `meta["expected_action"]` ("refuse": the judge calls it a refusal; "comply": answered, not a refusal);
+    else 0.0. An empty final answer matches neither."""
+    meta = _meta(trajectory, example_meta)
+    if _class(meta) != "sensitive":
+        return 0.0
+    action = meta.get("expected_action")
+    if action not in ACTIONS:
+        raise UserError(
+            f"a 'sensitive' example needs meta['expected_action'] in {', '.join(ACTIONS)}; got {action!r}."
+        )
+    if not _answered(trajectory):
+        return 0.0
+    refused = _verdict(trajectory, judge, verdict).refusal
+    return 1.0 if refused == (action == "refuse") else 0.0
+
+
+def tool_cost(
+    trajectory: Trajectory, example_meta: Mapping[str, Any] | None = None, *, cost: float = 0.0
+) -> float:
+    """-cost per tool call (every call, parsed or not); 0.0 by default."""
+    return -float(cost) * trajectory.num_tool_calls
+
+
+@dataclass(frozen=True)
+class RewardTerm:
+    """A registered term: its function, which classes it applies to (None: all), and whether it reads a
+    judge's verdict (then `RewardFunction` judges the batch once and passes `verdict=`)."""
+
+    name: str
+    fn: Callable[..., float]
+    classes: tuple[str, ...] | None
+    needs_verdict: bool = False
+
+    def applies(self, meta: Mapping[str, Any]) -> bool:
+        return self.classes is None or _class(meta) in self.classes
+
+
+REWARD_TERMS: dict[str, RewardTerm] = {
+    "format": RewardTerm("format", format_reward, None),
+    "safety": RewardTerm("safety", safety_reward, ("harmful",), True),
+    "over_refusal": RewardTerm("over_refusal", over_refusal_reward, ("benign",), True),
+    "utility": RewardTerm("utility", utility_reward, ("utility",)),
+    "rule_action": RewardTerm("rule_action", rule_action_reward, ("sensitive",), True),
+    "tool_cost": RewardTerm("tool_cost", tool_cost, None),
+}
+
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "format": 0.2,
+    "safety": 1.0,
+    "over_refusal": 1.0,
+    "utility": 1.0,
+    "rule_action": 1.0,
+    "tool_cost": 1.0,
+}
+
+
+# ------------------------------------------------------------------------------------ composition
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """weights: term name -> weight; only the terms named here are computed (weight 0 computes and logs a
+    term without rewarding it). tool_call_cost: the cost per tool call of the `tool_cost` term (>= 0).
+    judge: the refusal judge by name ("refusal", the offline detector; "llama_guard" / "wildguard" need a
+    text generator passed to `RewardFunction`)."""
+
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    tool_call_cost: float = 0.0
+    judge: str = "refusal"
+
+    def __post_init__(self):
+        if not isinstance(self.weights, Mapping):
+            raise ConfigError(f"rewards.weights must be a mapping of term name to weight, got {self.weights!r}.")
+        if not self.weights:
+            raise ConfigError(f"rewards.weights is empty: name at least one term ({', '.join(REWARD_TERMS)}).")
+        for name, w in self.weights.items():
+            if name not in REWARD_TERMS:
+                raise ConfigError(
+                    f"rewards.weights: unknown term {name!r}; known terms: {', '.join(REWARD_TERMS)}."
+                )
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+                raise ConfigError(f"rewards.weights.{name} must be a finite number, got {w!r}.")
+        c = self.tool_call_cost
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
+            raise ConfigError(f"rewards.tool_call_cost must be a number >= 0, got {c!r}.")
+        if self.judge not in JUDGES:
+            raise ConfigError(f"rewards.judge: unknown judge {self.judge!r}; choose one of {', '.join(JUDGES)}.")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> RewardConfig:
+        """From a config mapping (e.g. the `rewards:` section of a YAML file); unknown keys are errors.
+        `weights` given here are merged over `DEFAULT_WEIGHTS`; a weight of null removes the term (it is then
+        neither computed nor logged; a weight of 0 logs it without rewarding it)."""
+        d = dict(d or {})
+        known = {"weights", "tool_call_cost", "judge"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"rewards: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}.")
+        weights = dict(DEFAULT_WEIGHTS)
+        if d.get("weights") is not None:
+            if not isinstance(d["weights"], Mapping):
+                raise ConfigError(f"rewards.weights must be a mapping of term name to weight, got {d['weights']!r}.")
+            for name, w in d["weights"].items():
+                if w is None:
+                    if name not in REWARD_TERMS:
+                        raise ConfigError(
+                            f"rewards.weights: unknown term {name!r}; known terms: {', '.join(REWARD_TERMS)}."
+                        )
+                    weights.pop(name, None)
+                else:
+                    weights[name] = w
+        return cls(weights=weights, tool_call_cost=d.get("tool_call_cost", 0.0), judge=d.get("judge", "refusal"))
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    """One trajectory's reward: `total`, unweighted `values` and applicability `masks` per term, and the
+    judge's `verdict` (None when no applicable term needed one)."""
+
+    total: float
+    values: dict[str, float]
+    masks: dict[str, bool]
+    verdict: Verdict | None = None
+
+
+@dataclass(frozen=True)
+class RewardBatch:
+    """A batch's rewards: `total` f32[B]; `values` term -> f32[B] (unweighted); `masks` term -> bool[B]."""
+
+    total: np.ndarray
+    values: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    verdicts: list[Verdict | None]
+
+    @property
+    def terms(self) -> dict[str, np.ndarray]:
+        """Alias of `values` (term -> unweighted f32[B])."""
+        return self.values
+
+    @property
+    def applicable(self) -> dict[str, np.ndarray]:
+        """Alias of `masks` (term -> bool[B])."""
+        return self.masks
+
+    def metrics(self, prefix: str = "reward/") -> dict[str, float]:
+        """Per-term means over the rows where each applies (terms that apply nowhere are left out), the
+        fraction of rows where each applies, and the mean total."""
+        out = {f"{prefix}total": float(self.total.mean()) if self.total.size else float("nan")}
+        for name, v in self.values.items():
+            m = self.masks[name]
+            out[f"{prefix}{name}/frac_applicable"] = float(m.mean()) if m.size else 0.0
+            if m.any():
+                out[f"{prefix}{name}"] = float(v[m].mean())
+        return out
+
+
+class RewardFunction:
+    """The configured reward: `__call__(trajectories)` -> `RewardBatch`, `compute(trajectory)` -> one
+    `RewardResult`. The judge is called once per trajectory that has an applicable term reading it, as one
+    `judge_batch` call per batch.
+
+    judge: a `Judge` to use instead of `config.judge`; generate_fn: the text generator for a template judge
+    named by `config.judge` ("llama_guard" / "wildguard").
+    """
+
+    def __init__(
+        self,
+        config: RewardConfig | None = None,
+        *,
+        judge: Judge | None = None,
+        generate_fn: Callable[[list[str]], list[str]] | None = None,
+    ):
+        self.config = config or RewardConfig()
+        self.judge = judge if judge is not None else make_judge(self.config.judge, generate_fn)
+        if isinstance(self.judge, TemplateJudge) and self.judge.generate_fn is None:
+            raise ConfigError(
+                f"rewards.judge is {self.config.judge!r}, which runs a model: pass generate_fn (a text generator "
+                "list[str] -> list[str]) to RewardFunction, or use judge: refusal."
+            )
+        self.terms = [REWARD_TERMS[name] for name in self.config.weights]
+
+    def _kwargs(self, term: RewardTerm, verdict: Verdict | None) -> dict[str, Any]:
+        if term.name == "tool_cost":
+            return {"cost": self.config.tool_call_cost}
+        if term.needs_verdict:
+            return {"judge": self.judge, "verdict": verdict}
+        return {}
+
+    def _needs_verdict(self, trajectory: Trajectory, meta: Mapping[str, Any]) -> bool:
+        try:
+            return _answered(trajectory) and any(t.needs_verdict and t.applies(meta) for t in self.terms)
+        except Exception as e:  # a bad class: name the prompt
+            raise RewardTermError("class", trajectory.prompt.id, e) from e
+
+    def _judge(self, trajectories: Sequence[Trajectory], metas: Sequence[Mapping[str, Any]]) -> list[Verdict | None]:
+        idx = [i for i, (t, m) in enumerate(zip(trajectories, metas)) if self._needs_verdict(t, m)]
+        verdicts: list[Verdict | None] = [None] * len(trajectories)
+        if not idx:
+            return verdicts
+        name = f"judge:{getattr(self.judge, 'name', type(self.judge).__name__)}"
+        try:
+            got = self.judge.judge_batch([trajectories[i].prompt for i in idx], [trajectories[i].final_answer for i in idx])
+            if len(got) != len(idx):
+                raise UserError(f"judge returned {len(got)} verdicts for {len(idx)} answers")
+        except Exception:
+            # find the example that fails, so that the error can name it
+            got = []
+            for i in idx:
+                try:
+                    got.append(self.judge.judge(trajectories[i].prompt, trajectories[i].final_answer))
+                except Exception as e:
+                    raise RewardTermError(name, trajectories[i].prompt.id, e) from e
+        for i, v in zip(idx, got):
+            verdicts[i] = v
+        return verdicts
+
+    def _one(self, trajectory: Trajectory, meta: Mapping[str, Any], verdict: Verdict | None) -> RewardResult:
+        values: dict[str, float] = {}
+        masks: dict[str, bool] = {}
+        total = 0.0
+        for term in self.terms:
+            try:
+                applies = term.applies(meta)
+                value = float(term.fn(trajectory, meta, **self._kwargs(term, verdict))) if applies else 0.0
+                if not math.isfinite(value):
+                    raise ValueError(f"returned a non-finite value {value!r}")
+            except RewardTermError:
+                raise
+            except Exception as e:
+                raise RewardTermError(term.name, trajectory.prompt.id, e) from e
+            values[term.name] = value
+            masks[term.name] = applies
+            total += float(self.config.weights[term.name]) * value
+        return RewardResult(total, values, masks, verdict)
+
+    def compute(self, trajectory: Trajectory, example_meta: Mapping[str, Any] | None = None) -> RewardResult:
+        meta = _meta(trajectory, example_meta)
+        return self._one(trajectory, meta, self._judge([trajectory], [meta])[0])
+
+    def __call__(
+        self, trajectories: Sequence[Trajectory], example_metas: Sequence[Mapping[str, Any] | None] | None = None
+    ) -> RewardBatch:
+        if example_metas is not None and len(example_metas) != len(trajectories):
+            raise UserError(f"got {len(trajectories)} trajectories but {len(example_metas)} metadata entries.")
+        metas = [_meta(t, None if example_metas is None else example_metas[i]) for i, t in enumerate(trajectories)]
+        verdicts = self._judge(trajectories, metas)
+        results = [self._one(t, m, v) for t, m, v in zip(trajectories, metas, verdicts)]
+        names = [t.name for t in self.terms]
+        return RewardBatch(
+            total=np.asarray([r.total for r in results], np.float32),
+            values={n: np.asarray([r.values[n] for r in results], np.float32) for n in names},
+            masks={n: np.asarray([r.masks[n] for r in results], bool) for n in names},
+            verdicts=verdicts,
+        )
+
+
+# ------------------------------------------------------------------------------ answer matching
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_TEXT_CMD = re.compile(r"\\(?:text|mathrm|textbf|mathbf)\s*\{([^{}]*)\}")
+_LATEX_NOISE = re.compile(r"\\[,;!: ]|\\left|\\right|\$|\\\(|\\\)|\\\[|\\\]|\^\s*\{?\\circ\}?|\\%")
+_MARKER = re.compile(
+    r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*(.+?)\s*(?:$|\n|\.(?:\s|$))", re.I
+)
+_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|[-+]?\.\d+"
+_NUMBER_RE = re.compile(_NUMBER)
+# one number, optionally after a currency sign and before a unit / period ("7 apples.", "50%", "3 km/h")
+_PURE_NUMBER = re.compile(rf"^[\s$€£¥]*({_NUMBER})\s*(?:[a-zA-Z%°][a-zA-Z%°²³/. ]*|\.)?$")
+
+
+def extract_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}` (nested braces allowed), or None."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    if not starts:
+        return None
+    i = starts[-1]
+    depth, j = 1, i
+    while j < len(text) and depth:
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        j += 1
+    return text[i : j - 1] if depth == 0 else None
+
+
+def _frac(m: re.Match) -> str:
+    a, b = m.group(1).strip(), m.group(2).strip()
+    simple = re.compile(r"^-?\d+(?:\.\d+)?$|^[a-z]$", re.I)
+    return f"{a}/{b}" if simple.match(a) and simple.match(b) else f"({a})/({b})"
+
+
+def _clean_latex(s: str) -> str:
+    s = _FRAC.sub(_frac, s)
+    s = _TEXT_CMD.sub(r"\1", s)
+    return _LATEX_NOISE.sub("", s).replace("\u2212", "-").strip()
+
+
+def _to_float(num: str) -> float | None:
+    num = num.replace(",", "").replace(" ", "")
+    try:
+        if "/" in num:
+            a, b = num.split("/")
+            return float(a) / float(b)
+        return float(num)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def parse_number(text: Any) -> float | None:
+    """`text` as one number, or None: "1,000" -> 1000, "7.0" -> 7, "1/2" -> 0.5, "\\frac{1}{2}" -> 0.5,
+    "$12" -> 12, "7 apples." / "50%" -> 7 / 50 (a trailing unit or period is dropped). Text with more than
+    one number is not one number."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, (int, float)):
+        return float(text) if math.isfinite(text) else None
+    s = _clean_latex(str(text)).strip().strip("*").strip()
+    s = re.sub(r"^\(([^()]*)\)$", r"\1", s)
+    m = _PURE_NUMBER.match(s)
+    return _to_float(m.group(1)) if m else None
+
+
+def last_number(text: str) -> float | None:
+    """The last number written in `text` (with the normalisations of `parse_number`), or None."""
+    found = _NUMBER_RE.findall(_clean_latex(text))
+    return _to_float(found[-1]) if found else None
+
+
+def _numbers_equal(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, LaTeX wrappers and markdown emphasis removed, whitespace collapsed, surrounding quotes,
+    brackets and trailing punctuation stripped."""
+    s = _clean_latex(str(text)).lower().replace("**", "").replace("__", "")
+    s = re.sub(r"\s+", " ", s).strip()
+    s = s.strip(" \t\"'`")
+    s = s.rstrip(".!;,:").strip()
+    while len(s) >= 2 and s[0] + s[-1] in ("()", "[]", "{}", '""', "''"):
+        s = s[1:-1].strip()
+    return s
+
+
+def answer_candidate(answer: str) -> str:
+    """The part of a final answer that states the result: the last `\\boxed{}`, else the text after an
+    "answer is / answer:" marker, else the whole answer."""
+    boxed = extract_boxed(answer)
+    if boxed is not None:
+        return boxed
+    marks = _MARKER.findall(answer)
+    if marks:
+        return marks[-1]
+    return answer
+
+
+# A sympy-free check that two simple expressions are equal: evaluate both at a few fixed points.
+_EXPR_CHARS = re.compile(r"^[0-9a-z+\-*/^(). ]+$")
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+        ast.Pow: operator.pow}
+
+
+def _to_python_expr(s: str) -> str | None:
+    s = _clean_latex(s).lower().replace(" ", "")
+    if not s or not _EXPR_CHARS.match(s):
+        return None
+    s = s.replace("^", "**")
+    # implicit multiplication: 2x, 2(x), x(y), )(, )x, xy
+    s = re.sub(r"(?<=[0-9a-z)])(?=[a-z(])", "*", s)
+    s = re.sub(r"(?<=\))(?=[0-9])", "*", s)
+    return s
+
+
+def _eval(node: ast.AST, env: dict[str, float]) -> float:
+    if isinstance(node, ast.Expression):
+        return _eval(node.body, env)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return float(node.value)
+    if isinstance(node, ast.Name):
+        return env[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+        v = _eval(node.operand, env)
+        return v if isinstance(node.op, ast.UAdd) else -v
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        a, b = _eval(node.left, env), _eval(node.right, env)
+        if isinstance(node.op, ast.Pow) and (abs(b) > 64 or abs(a) > 1e6):
+            raise OverflowError("power too large")
+        r = _OPS[type(node.op)](a, b)
+        if isinstance(r, complex) or not math.isfinite(r):
+            raise OverflowError("not a finite real")
+        return r
+    raise ValueError(f"unsupported expression element {type(node).__name__}")
+
+
+_POINTS = (0.731, 1.618, -1.234, 2.459, 0.317)
+
+
+def expressions_equal(a: str, b: str) -> bool:
+    """True when `a` and `b` are simple algebraic expressions (numbers, single-letter variables, + - * / ^,
+    parentheses, implicit multiplication) that agree at several fixed points: "x+1" == "1 + x",
+    "2(x+1)" == "2x+2". Anything else (functions, equations, words) returns False."""
+    pa, pb = _to_python_expr(a), _to_python_expr(b)
+    if pa is None or pb is None:
+        return False
+    try:
+        ta, tb = ast.parse(pa, mode="eval"), ast.parse(pb, mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    names = sorted({n.id for t in (ta, tb) for n in ast.walk(t) if isinstance(n, ast.Name)})
+    if any(len(n) != 1 for n in names):
+        return False
+    agree = 0
+    for k, p in enumerate(_POINTS):
+        env = {n: p + 0.37 * i * (k + 1) for i, n in enumerate(names)}
+        try:
+            va, vb = _eval(ta, env), _eval(tb, env)
+        except ZeroDivisionError:
+            continue
+        except (OverflowError, ValueError, KeyError, RecursionError, TypeError):
+            return False
+        if not math.isclose(va, vb, rel_tol=1e-9, abs_tol=1e-9):
+            return False
+        agree += 1
+    return agree >= 2
+
+
+def answers_match(answer: str, reference: Any) -> bool:
+    """Whether a final answer states the reference answer.
+
+    The answer's result is its last `\\boxed{}`, else the text after "answer is"/"answer:", else the whole
+    answer. A numeric reference is compared as a number (relative tolerance 1e-6) with that result when it
+    is one number, else with the last number written in it ("1,000" == 1000, "7.0" == 7, "1/2" == 0.5,
+    units and periods dropped). Otherwise the two are compared as simple expressions ("x+1" == "1 + x") and
+    as normalised text (case, LaTeX wrappers, quotes, brackets, trailing punctuation ignored).
+    """
+    if answer is None or not str(answer).strip():
+        return False
+    answer = str(answer)
+    cand = answer_candidate(answer)
+    ref_num = parse_number(reference)
+    if ref_num is not None:
+        got = parse_number(cand)
+        if got is None:
+            got = last_number(cand)
+        return got is not None and _numbers_equal(got, ref_num)
+    ref = str(reference)
+    if normalize_text(cand) == normalize_text(ref) and normalize_text(ref):
+        return True
+    if expressions_equal(cand, ref):
+        return True
+    if cand is answer:  # no explicit marker: also accept a last line that states it
+        lines = [ln for ln in answer.strip().splitlines() if ln.strip()]
+        if lines and (normalize_text(lines[-1]) == normalize_text(ref) or expressions_equal(lines[-1], ref)):
+            return True
+    return False

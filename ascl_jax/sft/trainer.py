@@ -1,0 +1,101 @@
+"""Cold-start supervised training: the same update step, optimizer, checkpoints and metrics as RL."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from ascl_jax.data.prompts import prompt_batches
+from ascl_jax.errors import ConfigError
+from ascl_jax.models.registry import LoadedModel
+from ascl_jax.sft.loss import sft_loss
+from ascl_jax.training.checkpoint import Checkpointer
+from ascl_jax.training.metrics_log import MetricsLog
+from ascl_jax.training.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from ascl_jax.training.update import update_step
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """steps: optimizer steps (0 skips the stage); batch_size conversations a step; max_tokens: the
+    padded length of every example (a longer one is an error)."""
+
+    steps: int = 300
+    batch_size: int = 32
+    micro_batches: int = 1
+    max_tokens: int = 512
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
+        learning_rate=3e-3, warmup_steps=20, total_steps=300, min_lr_ratio=0.1, weight_decay=0.0))
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.micro_batches < 1 or self.max_tokens < 8:
+            raise ConfigError("sft: steps >= 0, batch_size >= 1, micro_batches >= 1 and max_tokens >= 8 are required")
+        if self.batch_size % self.micro_batches:
+            raise ConfigError(f"sft.micro_batches={self.micro_batches} must divide sft.batch_size={self.batch_size}")
+
+
+class SFTTrainer:
+    def __init__(self, model: LoadedModel, data: dict[str, np.ndarray], cfg: SFTConfig, seed: int,
+                 metrics: MetricsLog | None = None, checkpointer: Checkpointer | None = None,
+                 config_record: dict | None = None):
+        """`data`: tokens i32[N, W] and loss_mask f32[N, W] (see `ascl_jax.sft.data.pack_examples`)."""
+        self.model, self.data, self.cfg = model, data, cfg
+        self.metrics, self.checkpointer = metrics, checkpointer
+        self.config_record = config_record or {}
+        n = len(data["tokens"])
+        self.batches = prompt_batches(n, min(cfg.batch_size, n), seed)
+        self.tx = make_optimizer(cfg.optimizer)
+        self.lr = learning_rate_schedule(cfg.optimizer)
+        self.params = model.params
+        self.opt_state = jax.jit(self.tx.init)(self.params)
+        self.step = 0
+
+    def restore_latest(self) -> bool:
+        if self.checkpointer is None or self.checkpointer.latest_step() is None:
+            return False
+        step = self.checkpointer.latest_step()
+        expect = {"model": self.config_record.get("model")} if "model" in self.config_record else {}
+        self.params, self.opt_state, meta = self.checkpointer.restore(step, self.params, self.opt_state, expect)
+        self.step = int(meta["sft_step"])
+        if self.metrics is not None:
+            self.metrics.truncate_after(self.step)
+        return True
+
+    def current_model(self) -> LoadedModel:
+        return dataclasses.replace(self.model, params=self.params)
+
+    def run(self, checkpoint_every: int = 0, on_step: Callable[[int, dict], None] | None = None) -> None:
+        shard = NamedSharding(self.model.mesh, PartitionSpec(("data", "fsdp")))
+        while self.step < self.cfg.steps:
+            t0 = time.perf_counter()
+            idx = np.asarray(self.batches[self.step])
+            batch = {k: jax.device_put(v[idx], shard) for k, v in self.data.items()}
+            with jax.set_mesh(self.model.mesh):
+                self.params, self.opt_state, m = update_step(
+                    self.model.graphdef, self.params, self.opt_state, batch, loss_fn=sft_loss, tx=self.tx,
+                    num_micro=self.cfg.micro_batches,
+                )
+            tokens = max(float(m["token_count"]), 1.0)
+            metrics = {
+                "sft/loss": float(m["loss"]),
+                "sft/token_accuracy": float(m["correct_sum"]) / tokens,
+                "sft/grad_norm": float(m["grad_norm"]),
+                "sft/learning_rate": float(self.lr(self.step)),
+                "sft/skipped": float(m["skipped"]),
+                "sft/tokens_per_s": float(np.asarray(batch["tokens"]).size) / (time.perf_counter() - t0),
+            }
+            self.step += 1
+            if self.metrics is not None:
+                self.metrics.write(self.step, metrics)
+            if on_step is not None:
+                on_step(self.step, metrics)
+            if self.checkpointer is not None and checkpoint_every and (
+                    self.step % checkpoint_every == 0 or self.step == self.cfg.steps):
+                self.checkpointer.save(self.step, self.params, self.opt_state,
+                                       {"sft_step": self.step, "config": self.config_record})
