@@ -7,6 +7,7 @@ as plain data (written into each run folder)."""
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import types
@@ -40,7 +41,7 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp, key: str) -> Any:
+def _coerce(value: Any, tp, key: str, base: Any = None) -> Any:
     """`value` (from YAML or a command line) as type `tp`, or a ConfigError naming `key`."""
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -85,12 +86,14 @@ def _coerce(value: Any, tp, key: str) -> Any:
     if _is_config(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping of {tp.__name__} options, got {value!r}")
-        return build(tp, value, key)
+        return build(tp, value, key, base if isinstance(base, tp) else None)
     return value
 
 
-def build(cls, data: dict[str, Any], prefix: str = "") -> Any:
-    """Instantiate dataclass `cls` from nested plain data; missing fields keep their defaults."""
+def build(cls, data: dict[str, Any], prefix: str = "", base: Any = None) -> Any:
+    """Instantiate dataclass `cls` from nested plain data; fields not given keep their value in `base`
+    (default: `cls()`), so a group given in part keeps the rest of its parent's defaults."""
+    base = cls() if base is None else base
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
     kwargs = {}
@@ -98,9 +101,9 @@ def build(cls, data: dict[str, Any], prefix: str = "") -> Any:
         full = f"{prefix}.{key}" if prefix else key
         if key not in names:
             raise ConfigError(f"unknown option {full!r}{_suggest(key, names, prefix)}")
-        kwargs[key] = _coerce(value, hints[key], full)
+        kwargs[key] = _coerce(value, hints[key], full, getattr(base, key))
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs)
     except ConfigError as exc:
         raise ConfigError(f"{prefix + ': ' if prefix else ''}{exc}") from None
     except TypeError as exc:
@@ -138,6 +141,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], cls) -> dict[str
             tp = _hints(node_cls)[part]
             if i == len(parts) - 1:
                 node[part] = _parse_scalar(raw)
+            elif typing.get_origin(tp) in (dict, typing.Mapping, collections.abc.Mapping) and i == len(parts) - 2:
+                # a mapping option (e.g. rewards.weights.safety=2): edit one entry of its current value
+                if part not in node:
+                    node[part] = dict(getattr(node_cls(), part))
+                node[part][parts[-1]] = _parse_scalar(raw)
+                break
             else:
                 sub = _unwrap_optional(tp)
                 if not _is_config(sub):
@@ -204,18 +213,18 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
-def describe(cls, prefix: str = "") -> list[tuple[str, str, Any]]:
+def describe(cls, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, Any]]:
     """(dotted key, type, default) for every option of `cls`, nested groups flattened."""
     rows = []
     hints = _hints(cls)
-    defaults = cls()
+    defaults = cls() if defaults is None else defaults
     for f in dataclasses.fields(cls):
         if not f.init or f.name.startswith("_"):
             continue
         key = f"{prefix}{f.name}"
         tp = hints[f.name]
         if _is_config(tp):
-            rows.extend(describe(tp, key + "."))
+            rows.extend(describe(tp, key + ".", getattr(defaults, f.name)))
         else:
             rows.append((key, _type_name(tp), to_dict(getattr(defaults, f.name))))
     return rows

@@ -224,7 +224,6 @@ def test_reward_function_composition_and_masks():
     expected = [0.5 + 2.0, 0.5 + 1.5 - 0.1, 0.5 + 3.0 - 0.2, 0.5 + 0.0, 0.0]
     np.testing.assert_allclose(out.total, expected, rtol=1e-6)
     assert out.total.dtype == np.float32
-    assert out.terms is out.values and out.applicable is out.masks
     m = out.metrics()
     assert m["reward/safety"] == 1.0 and m["reward/rule_action"] == 0.0
     assert m["reward/safety/frac_applicable"] == pytest.approx(0.2)

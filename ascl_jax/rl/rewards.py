@@ -273,16 +273,6 @@ class RewardBatch:
     masks: dict[str, np.ndarray]
     verdicts: list[Verdict | None]
 
-    @property
-    def terms(self) -> dict[str, np.ndarray]:
-        """Alias of `values` (term -> unweighted f32[B])."""
-        return self.values
-
-    @property
-    def applicable(self) -> dict[str, np.ndarray]:
-        """Alias of `masks` (term -> bool[B])."""
-        return self.masks
-
     def metrics(self, prefix: str = "reward/") -> dict[str, float]:
         """Per-term means over the rows where each applies (terms that apply nowhere are left out), the
         fraction of rows where each applies, and the mean total."""

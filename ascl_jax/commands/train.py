@@ -1,0 +1,159 @@
+"""`ascl train`: SFT cold start then RL (ASCL with IFPO by default) on the built-in demo or your data,
+with evaluation and a report. `ascl compare`: the same run under several advantage estimators (same
+seeds), their consult rates per class side by side.
+
+Options are `key=value` overrides of the run config (see `ascl train --help` for every key and its
+default), applied after an optional YAML file: `ascl train configs/demo.yaml rl.steps=60`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ascl_jax.errors import UserError
+
+
+def _options_epilog() -> str:
+    from ascl_jax.config_io import describe
+    from ascl_jax.train_config import TrainConfig
+
+    rows = describe(TrainConfig)
+    width = max(len(k) for k, _, _ in rows)
+    return "run config options (key=value):\n" + "\n".join(
+        f"  {k:<{width}}  {t:<24} default: {d}" for k, t, d in rows
+    )
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", metavar="[CONFIG.yaml] key=value",
+                   help="an optional YAML config, then dotted overrides")
+    p.add_argument("--model", default=None, help="shorthand for model=...")
+    p.add_argument("--run-dir", default=None, help="shorthand for run_dir=...")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("train", help="SFT cold start, then RL, then evaluation and a report",
+                       description=__doc__, epilog=_options_epilog(), formatter_class=fmt)
+    _add_common(p)
+    p.add_argument("--algo", choices=("grpo", "drgrpo", "rloo", "ifpo"), default=None,
+                   help="shorthand for rl.advantage.estimator=...")
+    p.add_argument("--method", choices=("ascl", "context-distillation"), default=None,
+                   help="shorthand for method=...")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="do not also train the context-distillation baseline on the demo")
+    p.set_defaults(func=run_train)
+    c = sub.add_parser("compare", help="the same run under several advantage estimators, side by side",
+                       description=__doc__, epilog=_options_epilog(), formatter_class=fmt)
+    _add_common(c)
+    c.add_argument("--algos", nargs="+", default=["grpo", "ifpo"], choices=("grpo", "drgrpo", "rloo", "ifpo"))
+    c.set_defaults(func=run_compare)
+
+
+def _config(args: argparse.Namespace, extra: list[str]):
+    from ascl_jax.config_io import load_config
+    from ascl_jax.train_config import TrainConfig
+
+    items = list(args.overrides)
+    path = None
+    if items and "=" not in items[0]:
+        path = items.pop(0)
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no such config file (overrides look like key=value)")
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"{item!r}: overrides look like key=value (only the first argument may be a YAML file)")
+    if args.model:
+        items.append(f"model={args.model}")
+    if args.run_dir:
+        items.append(f"run_dir={args.run_dir}")
+    return load_config(TrainConfig, path, items + extra)
+
+
+class _Console:
+    """A rich progress bar per stage, and the final tables."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console)
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total, info="")
+        if stage == "sft":
+            info = f"loss {metrics['sft/loss']:.3f}  acc {metrics['sft/token_accuracy']:.3f}"
+        else:
+            info = (f"reward {metrics.get('reward') or 0:.3f}  consult {metrics.get('consult_rate') or 0:.2f}  "
+                    f"{metrics.get('step_seconds', 0):.1f}s/step")
+        self.progress.update(self.tasks[stage], completed=step, info=info)
+
+    def table(self, title: str, results: dict[str, dict[str, Any]]) -> None:
+        from rich.table import Table
+
+        from ascl_jax.eval.report import ROWS, _fmt
+
+        t = Table(title=title)
+        t.add_column("metric")
+        for name in results:
+            t.add_column(name)
+        for row in ROWS:
+            if any(row in r for r in results.values()):
+                t.add_row(row, *(_fmt(r.get(row)) for r in results.values()))
+        self.console.print(t)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ascl_jax.eval.report import write_report
+    from ascl_jax.pipeline import run_training
+
+    extra = ([f"rl.advantage.estimator={args.algo}"] if args.algo else []) + (
+        [f"method={args.method}"] if args.method else [])
+    cfg = _config(args, extra)
+    ui = _Console()
+    with ui.progress:
+        out = run_training(cfg, ui)
+        results = {f"{cfg.method}/{k}": v for k, v in out["results"].items()}
+        notes = [f"model {cfg.model}, method {cfg.method}, advantage {cfg.rl.advantage.estimator}, seed {cfg.seed}"]
+        if cfg.data.task == "demo" and cfg.method == "ascl" and not args.no_baseline:
+            base = dataclasses.replace(cfg, method="context-distillation",
+                                       run_dir=str(Path(cfg.run_dir) / "baseline-context-distillation"))
+            base_out = run_training(base, ui)
+            results.update({f"context-distillation/{k}": v for k, v in base_out["results"].items()})
+            notes.append("context-distillation: SFT on conversations that recite the rules, no tool, no RL")
+    path = write_report(Path(cfg.run_dir), "ASCL demo run" if cfg.data.task == "demo" else "ASCL run",
+                        results, out["metrics"], notes)
+    ui.table(f"results ({path})", results)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from ascl_jax.eval.report import plot_consult_comparison, results_table
+    from ascl_jax.pipeline import run_training
+
+    base = _config(args, [])
+    ui = _Console()
+    results, curves = {}, {}
+    with ui.progress:
+        for algo in args.algos:
+            cfg = dataclasses.replace(
+                base, run_dir=str(Path(base.run_dir) / algo),
+                rl=dataclasses.replace(base.rl, advantage=dataclasses.replace(base.rl.advantage, estimator=algo)),
+            )
+            out = run_training(cfg, ui)
+            results.update({f"{algo}/{k}": v for k, v in out["results"].items()})
+            curves[algo] = [m for m in out["metrics"] if "reward" in m]
+    root = Path(base.run_dir)
+    plot = plot_consult_comparison(curves, root / "consult_rates.png")
+    text = [f"# {' vs '.join(args.algos)} (seed {base.seed})", "", results_table(results), ""]
+    if plot:
+        text += ["![consult rate per class](consult_rates.png)"]
+    (root / "comparison.md").write_text("\n".join(text) + "\n")
+    ui.table(f"comparison ({root / 'comparison.md'})", results)
+    return 0

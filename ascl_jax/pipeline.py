@@ -1,0 +1,141 @@
+"""The whole method as `ascl train` runs it: build the model, cold-start it by SFT, evaluate, train by RL,
+evaluate again, and write the run folder (resolved config, metrics, checkpoints, final model, report).
+
+A killed run restarted with the same config resumes from its checkpoints: the SFT stage is skipped once
+done, RL continues at its last checkpoint, and the evaluations are recomputed (they are deterministic)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ascl_jax.chat.formats import ChatFormat, chat_format
+from ascl_jax.config_io import to_dict
+from ascl_jax.data import demo
+from ascl_jax.data.prompts import load_prompts
+from ascl_jax.errors import UserError
+from ascl_jax.eval.rollout_eval import evaluate
+from ascl_jax.models.registry import LoadedModel, export_hf, load_model
+from ascl_jax.parallel.mesh import make_mesh
+from ascl_jax.rl.rewards import RewardFunction
+from ascl_jax.rl.trainer import RLSettings, RLTrainer
+from ascl_jax.rollout.trajectory import Prompt
+from ascl_jax.rules import ConsultSafetyRulesTool, default_rulebook, load_rulebook
+from ascl_jax.sft.data import Conversation, encode_conversation, load_conversations, pack_examples
+from ascl_jax.sft.trainer import SFTTrainer
+from ascl_jax.train_config import TrainConfig
+from ascl_jax.training.checkpoint import Checkpointer
+from ascl_jax.training.metrics_log import MetricsLog
+
+Progress = Callable[[str, int, int, dict[str, Any]], None]  # (stage, step, total, metrics)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    train: list[Prompt]
+    eval: list[Prompt]
+    sft: list[Conversation]
+    tool_for: Callable[[Prompt], ConsultSafetyRulesTool | None]
+
+
+def task_data(cfg: TrainConfig, fmt: ChatFormat) -> TaskData:
+    """Prompts, cold-start conversations and the rule tool of each prompt, for `cfg.data` and `cfg.method`."""
+    use_tool = cfg.method == "ascl"
+    if cfg.data.task == "demo":
+        d = cfg.data.demo
+        train, ev = demo.make_prompts(d, "train"), demo.make_prompts(d, "eval")
+        rng = random.Random(cfg.seed)
+        if use_tool:
+            convs = [Conversation(p.id, tuple(demo.cold_start_conversation(p, rng, d.cold_start_consult_probability)),
+                                  (demo.demo_tool(p).schema,)) for p in train]
+        else:
+            convs = [Conversation(p.id, tuple(demo.context_distillation_conversation(p, rng))) for p in train]
+        return TaskData(train, ev, convs, demo.demo_tool if use_tool else (lambda p: None))
+    book = load_rulebook(cfg.data.rules) if cfg.data.rules else default_rulebook()
+    tool = ConsultSafetyRulesTool(book)
+    train = load_prompts(cfg.data.prompts)
+    ev = load_prompts(cfg.data.eval_prompts) if cfg.data.eval_prompts else []
+    convs = load_conversations(cfg.data.sft) if cfg.data.sft else []
+    return TaskData(train, ev, convs, (lambda p: tool) if use_tool else (lambda p: None))
+
+
+def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Run every stage of `cfg`; returns {"results": {stage: summary}, "run_dir": ..., "report": ...}."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = to_dict(cfg)
+    _check_same_config(run_dir, record)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+
+    mesh = make_mesh(cfg.mesh)
+    model = load_model(cfg.model, mesh=mesh, dtype=cfg.dtype, seed=cfg.seed)
+    if model.chat_family is None:
+        raise UserError(f"{cfg.model}: no chat format is known for this model")
+    fmt = chat_format(model.chat_family, model.tokenizer)
+    data = task_data(cfg, fmt)
+    metrics = MetricsLog(run_dir)
+    results: dict[str, dict[str, Any]] = {}
+    keep = cfg.checkpoint.keep
+    eval_prompts = data.eval[: cfg.eval.max_prompts]
+
+    def run_eval(name: str, m: LoadedModel) -> None:
+        if eval_prompts:
+            summary, trajs = evaluate(m, fmt, data.tool_for, eval_prompts, cfg.rollout,
+                                      max_new_tokens=cfg.eval.max_new_tokens)
+            results[name] = summary
+            with (run_dir / f"eval_{name}.jsonl").open("w") as f:
+                for t in trajs:
+                    f.write(json.dumps(t.to_json()) + "\n")
+
+    sft_steps = cfg.sft.steps if data.sft else 0
+    if sft_steps:
+        examples = [encode_conversation(fmt, c) for c in data.sft]
+        packed = pack_examples(examples, model.config.pad_token_id or 0, cfg.sft.max_tokens)
+        sft = SFTTrainer(model, packed, dataclasses.replace(cfg.sft, steps=sft_steps), cfg.seed, metrics,
+                         Checkpointer(run_dir / "checkpoints" / "sft", keep), record)
+        sft.restore_latest()
+        sft.run(cfg.checkpoint.every, on_step=_stage(progress, "sft", sft_steps))
+        model = sft.current_model()
+    run_eval("after_sft" if sft_steps else "initial", model)
+
+    if cfg.method == "ascl" and cfg.rl.steps:
+        settings = RLSettings(seed=cfg.seed, rollout=cfg.rollout, rl=cfg.rl, optimizer=cfg.optimizer,
+                              checkpoint_every=cfg.checkpoint.every)
+        trainer = RLTrainer(model, fmt, data.tool_for, data.train, RewardFunction(cfg.rewards), settings, metrics,
+                            Checkpointer(run_dir / "checkpoints" / "rl", keep), record, step_offset=sft_steps)
+        if not trainer.restore_latest():
+            metrics.truncate_after(sft_steps)
+        trainer.run(on_step=_stage(progress, "rl", cfg.rl.steps))
+        model = trainer.current_model()
+        run_eval("after_rl", model)
+    metrics.close()
+    export_hf(model, run_dir / "model")
+    return {"results": results, "run_dir": str(run_dir), "metrics": metrics.read()}
+
+
+def _stage(progress: Progress | None, name: str, total: int):
+    if progress is None:
+        return None
+    return lambda step, m: progress(name, step, total, m)
+
+
+def _check_same_config(run_dir: Path, record: dict[str, Any]) -> None:
+    """A run folder belongs to one config: resuming it with another would mix two runs."""
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        return
+    old = yaml.safe_load(path.read_text())
+    if old != record:
+        diffs = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+        raise UserError(
+            f"{run_dir} holds a run with another config (differs in: {', '.join(diffs)}); "
+            "use a new run_dir=... or delete the folder"
+        )
+

@@ -1,0 +1,282 @@
+"""The RL trainer: the host loop that owns the state (parameters, optimizer state, step) and runs, per
+step, data -> rollout -> rewards -> advantages -> policy updates -> metrics -> checkpoint.
+
+Rollout and update share one set of weights on one mesh. Every random choice derives from the seed and
+the step (prompt batches by random access into the grain pipeline, sampling keys from the seed, the step
+and the row id), so a run stopped after step k and resumed is the same run."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from ascl_jax.chat.formats import ChatFormat
+from ascl_jax.data.prompts import batch_prompts, prompt_batches
+from ascl_jax.errors import UserError
+from ascl_jax.models.registry import LoadedModel
+from ascl_jax.rl.advantages import behaviour_keys, get_advantage_estimator
+from ascl_jax.rl.batch import pack, rl_loss, sequence_logprobs
+from ascl_jax.rl.config import RLConfig
+from ascl_jax.rl.refusal import RefusalDetector
+from ascl_jax.rl.rewards import RewardFunction
+from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
+from ascl_jax.rollout.trajectory import Prompt, Trajectory
+from ascl_jax.rules.tool import ConsultSafetyRulesTool
+from ascl_jax.training.checkpoint import Checkpointer
+from ascl_jax.training.metrics_log import MetricsLog
+from ascl_jax.training.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from ascl_jax.training.update import update_step
+
+log = logging.getLogger("ascl_jax")
+
+ToolFactory = Callable[[Prompt], "ConsultSafetyRulesTool | None"]
+
+
+class TrainingStopped(UserError):
+    """Too many consecutive skipped updates (non-finite loss, gradients or rewards)."""
+
+
+@dataclass(frozen=True)
+class RLSettings:
+    """What the RL trainer needs from the run config."""
+
+    seed: int
+    rollout: RolloutConfig
+    rl: RLConfig
+    optimizer: OptimizerConfig
+    checkpoint_every: int = 10
+
+
+def rollout_seed(seed: int, step: int) -> int:
+    """The sampling seed of a step (row ids are folded in inside the rollout)."""
+    return (seed * 1_000_003 + step) % (2**31 - 1)
+
+
+class RLTrainer:
+    def __init__(
+        self,
+        model: LoadedModel,
+        fmt: ChatFormat,
+        tool_for: ToolFactory,
+        prompts: Sequence[Prompt],
+        reward_fn: RewardFunction,
+        settings: RLSettings,
+        metrics: MetricsLog | None = None,
+        checkpointer: Checkpointer | None = None,
+        config_record: dict[str, Any] | None = None,
+        step_offset: int = 0,
+    ):
+        """`step_offset` shifts the logged step numbers (e.g. after an SFT stage with its own steps)."""
+        self.model, self.fmt, self.tool_for, self.prompts = model, fmt, tool_for, list(prompts)
+        self.reward_fn, self.settings = reward_fn, settings
+        self.metrics, self.checkpointer = metrics, checkpointer
+        self.config_record = config_record or {}
+        self.step_offset = step_offset
+        rl = settings.rl
+        self.batches = prompt_batches(len(self.prompts), rl.prompts_per_step, settings.seed)
+        self.tx = make_optimizer(settings.optimizer)
+        self.lr_schedule = learning_rate_schedule(settings.optimizer)
+        self.params = model.params
+        self.opt_state = jax.jit(self.tx.init)(self.params)
+        self.ref_params = jax.tree.map(jnp.copy, model.params) if rl.loss.kl_coef > 0 else None
+        self.step = 0
+        self.consecutive_skips = 0
+        self.detector = RefusalDetector()
+        sampling = settings.rollout.sampling
+        self.temperature = 1.0 if sampling.greedy else sampling.temperature
+        # One loss function object for the whole run: jit caches on its identity.
+        self.loss_fn = _bind_loss(rl, self.temperature)
+        rows = rl.prompts_per_step * settings.rollout.group_size
+        if rows % rl.micro_batches:
+            raise UserError(f"rl.micro_batches={rl.micro_batches} must divide the {rows} rollouts of a step")
+        self.estimator = get_advantage_estimator(rl.advantage.estimator)
+
+    # ----- state
+
+    def restore_latest(self) -> bool:
+        """Load the newest checkpoint if there is one; returns whether it did."""
+        if self.checkpointer is None or self.checkpointer.latest_step() is None:
+            return False
+        step = self.checkpointer.latest_step()
+        expect = {"model": self.config_record.get("model")} if "model" in self.config_record else {}
+        self.params, self.opt_state, meta = self.checkpointer.restore(step, self.params, self.opt_state, expect)
+        self.step = int(meta["rl_step"])
+        if self.metrics is not None:
+            self.metrics.truncate_after(self.step + self.step_offset)
+        return True
+
+    def save(self) -> None:
+        if self.checkpointer is None:
+            return
+        meta = {"rl_step": self.step, "config": self.config_record}
+        self.checkpointer.save(self.step + self.step_offset, self.params, self.opt_state, meta)
+
+    def current_model(self) -> LoadedModel:
+        return dataclasses.replace(self.model, params=self.params)
+
+    # ----- the loop
+
+    def run(self, steps: int | None = None, on_step: Callable[[int, dict], None] | None = None) -> None:
+        """Train until `steps` (default: rl.steps) RL steps are done, checkpointing as configured."""
+        total = self.settings.rl.steps if steps is None else steps
+        every = self.settings.checkpoint_every
+        while self.step < total:
+            metrics = self.train_step()
+            if on_step is not None:
+                on_step(self.step, metrics)
+            if every and (self.step % every == 0 or self.step == total):
+                self.save()
+
+    def train_step(self) -> dict[str, Any]:
+        s, rl = self.settings, self.settings.rl
+        g = s.rollout.group_size
+        t0 = time.perf_counter()
+        prompts = batch_prompts(self.prompts, self.batches, self.step)
+        tools = [self.tool_for(p) for p in prompts]
+        rollout = run_rollout(self.current_model(), self.fmt, tools, prompts, s.rollout,
+                              seed=rollout_seed(s.seed, self.step))
+        trajs = rollout.trajectories
+        t1 = time.perf_counter()
+        rewards = self.reward_fn(trajs)
+        t2 = time.perf_counter()
+        metrics = self._rollout_metrics(trajs, rewards)
+        metrics.update(rollout_seconds=rollout.device_seconds, tool_seconds=rollout.tool_seconds,
+                       reward_seconds=t2 - t1)
+
+        if not np.all(np.isfinite(rewards.total)):
+            bad = [trajs[i].prompt.id for i in np.nonzero(~np.isfinite(rewards.total))[0]]
+            metrics.update(self._skip(f"non-finite rewards for prompts {sorted(set(bad))}"))
+        else:
+            metrics.update(self._update(trajs, rewards.total, g))
+        metrics["update_seconds"] = time.perf_counter() - t2
+        metrics["step_seconds"] = time.perf_counter() - t0
+        self.step += 1
+        if self.metrics is not None:
+            self.metrics.write(self.step + self.step_offset, metrics)
+        return metrics
+
+    def _skip(self, why: str) -> dict[str, Any]:
+        self.consecutive_skips += 1
+        log.warning("step %d: update skipped: %s", self.step + 1, why)
+        if self.consecutive_skips >= self.settings.rl.max_consecutive_skips:
+            raise TrainingStopped(
+                f"stopped after {self.consecutive_skips} consecutive skipped updates (last: {why}); "
+                "lower optimizer.learning_rate or check the reward functions"
+            )
+        return {"skipped": 1.0}
+
+    def _update(self, trajs: list[Trajectory], total: np.ndarray, g: int) -> dict[str, Any]:
+        rl, model = self.settings.rl, self.model
+        behaviour = behaviour_keys(
+            jnp.asarray([t.num_tool_calls for t in trajs], jnp.int32),
+            jnp.asarray([_category_id(t) for t in trajs], jnp.int32),
+            kind=rl.advantage.behaviour,
+        )
+        adv, weights = self.estimator(jnp.asarray(total, jnp.float32), behaviour, g, **rl.advantage.estimator_options())
+        host = pack(trajs, model.config.pad_token_id or 0)
+        shard = NamedSharding(model.mesh, PartitionSpec(("data", "fsdp")))
+        put = lambda x: jax.device_put(x, shard)  # noqa: E731
+        tokens = put(host["tokens"])
+        with jax.set_mesh(model.mesh):
+            old_lp, entropy = sequence_logprobs(model.graphdef, self.params, tokens, temperature=self.temperature,
+                                                num_micro=rl.micro_batches)
+            batch = {"tokens": tokens, "loss_mask": put(host["loss_mask"]), "old_logprobs": old_lp,
+                     "advantages": put(np.asarray(adv))}
+            if self.ref_params is not None:
+                batch["ref_logprobs"], _ = sequence_logprobs(model.graphdef, self.ref_params, tokens,
+                                                             temperature=self.temperature, num_micro=rl.micro_batches)
+            out: dict[str, Any] = {}
+            skipped = 0.0
+            for _ in range(rl.epochs):
+                self.params, self.opt_state, m = update_step(
+                    model.graphdef, self.params, self.opt_state, batch, loss_fn=self.loss_fn, tx=self.tx,
+                    num_micro=rl.micro_batches,
+                )
+                skipped = max(skipped, float(m["skipped"]))
+                out = m
+        mask = host["loss_mask"]
+        tokens_n = max(float(mask.sum()), 1.0)
+        sampler, trainer = host["sampler_logprobs"], np.asarray(old_lp)
+        agree = np.abs(sampler - trainer) * mask
+        res: dict[str, Any] = {
+            "loss": float(out["loss"]),
+            "grad_norm": float(out["grad_norm"]),
+            "skipped": skipped,
+            "clip_frac": float(out["clip_frac_sum"]) / max(float(out["token_count"]), 1.0),
+            "kl": float(out["kl_sum"]) / max(float(out["token_count"]), 1.0),
+            "entropy": float((np.asarray(entropy) * mask).sum() / tokens_n),
+            "sampler_trainer_logprob_abs_diff": float(agree.sum() / tokens_n),
+            "sampler_trainer_logprob_max_diff": float(agree.max()),
+            "advantage_abs_mean": float(np.abs(np.asarray(adv)).mean()),
+            "ifpo_weight_mean": float(np.asarray(weights).mean()),
+            "ifpo_weight_max": float(np.asarray(weights).max()),
+            "learning_rate": float(self.lr_schedule(self.step * rl.epochs)),
+            "update_tokens": int(mask.sum()),
+        }
+        if skipped:
+            res.update(self._skip(f"non-finite loss or gradients (loss={res['loss']}, grad_norm={res['grad_norm']})"))
+        else:
+            self.consecutive_skips = 0
+        return res
+
+    def _rollout_metrics(self, trajs: list[Trajectory], rewards) -> dict[str, Any]:
+        g = self.settings.rollout.group_size
+        total = np.asarray(rewards.total, np.float64)
+        m: dict[str, Any] = {"reward": _mean(total), **rewards.metrics()}
+        consulted = np.array([t.consulted for t in trajs])
+        m["consult_rate"] = _mean(consulted)
+        m["tool_calls_per_rollout"] = _mean([t.num_tool_calls for t in trajs])
+        # The reward's judge where it ran; the offline detector for the other rows.
+        refusals = np.array([
+            v.refusal if v is not None else (self.detector.is_refusal(t.final_answer) if t.final_answer else False)
+            for t, v in zip(trajs, rewards.verdicts)
+        ])
+        classes = np.array([str(t.prompt.meta.get("class", "unlabelled")) for t in trajs])
+        for cls in sorted(set(classes)):
+            sel = classes == cls
+            m[f"consult_rate/{cls}"] = _mean(consulted[sel])
+            m[f"refusal_rate/{cls}"] = _mean(refusals[sel])
+        groups = total.reshape(-1, g)
+        m["zero_variance_groups"] = _mean(np.ptp(groups, axis=1) == 0)
+        m["stop/eos"] = _mean([t.stop_reason == "eos" for t in trajs])
+        m["stop/length"] = _mean([t.stop_reason == "length" for t in trajs])
+        m["stop/tool_cap"] = _mean([t.stop_reason == "tool_cap" for t in trajs])
+        m["sampled_tokens"] = int(sum(t.num_sampled for t in trajs))
+        m["tokens"] = int(sum(len(t.tokens) for t in trajs))
+        return m
+
+
+def _category_id(t: Trajectory) -> int:
+    """A stable id of the first rule category the rollout consulted (-1 if none): IFPO's `category` key."""
+    for turn in t.tool_turns:
+        if turn.error is None and turn.arguments and isinstance(turn.arguments.get("category"), str):
+            return _stable_id(turn.arguments["category"])
+    return -1
+
+
+def _stable_id(text: str) -> int:
+    h = 0
+    for ch in text.encode():
+        h = (h * 131 + ch) % (2**31 - 1)
+    return h
+
+
+def _mean(x) -> float | None:
+    x = np.asarray(x, np.float64)
+    return float(x.mean()) if x.size else None
+
+
+def _bind_loss(rl: RLConfig, temperature: float):
+    import functools
+
+    return functools.partial(rl_loss, loss=rl.loss, temperature=temperature)
+
