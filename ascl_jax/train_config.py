@@ -62,15 +62,15 @@ class TrainConfig:
     dtype: Literal["float32", "bfloat16"] | None = None
     mesh: MeshConfig = field(default_factory=MeshConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=150, batch_size=32, max_tokens=160))
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=200, batch_size=32, max_tokens=160))
     rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(
         group_size=8, max_prompt_tokens=96, max_new_tokens=96, max_tool_calls=2, max_tool_response_tokens=48,
         decode_chunk=16, sampling=SamplingConfig(temperature=1.0)))
-    rl: RLConfig = field(default_factory=lambda: RLConfig(steps=40, prompts_per_step=8, advantage=AdvantageConfig()))
+    rl: RLConfig = field(default_factory=lambda: RLConfig(steps=60, prompts_per_step=8, advantage=AdvantageConfig()))
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
-        learning_rate=3e-4, warmup_steps=0, total_steps=40, min_lr_ratio=0.5, max_grad_norm=1.0))
+        learning_rate=1e-4, warmup_steps=0, total_steps=60, min_lr_ratio=0.5, max_grad_norm=1.0))
     rewards: RewardConfig = field(default_factory=lambda: RewardConfig(
         weights={"format": 0.2, "safety": 1.0, "over_refusal": 1.0, "utility": 1.0, "rule_action": 1.0,
-                 "tool_cost": 1.0}, tool_call_cost=0.1))
+                 "tool_cost": 1.0}, tool_call_cost=0.05))
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
