@@ -22,7 +22,7 @@ from ascl_jax.data import demo
 from ascl_jax.data.prompts import load_prompts
 from ascl_jax.errors import UserError
 from ascl_jax.eval.rollout_eval import evaluate
-from ascl_jax.models.registry import LoadedModel, export_hf, load_model
+from ascl_jax.models.registry import RUN_MODEL_DIR, LoadedModel, export_hf, load_model
 from ascl_jax.parallel.mesh import make_mesh
 from ascl_jax.rl.rewards import RewardFunction
 from ascl_jax.rl.trainer import RLSettings, RLTrainer
@@ -116,7 +116,7 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
         model = trainer.current_model()
         run_eval("after_rl", model)
     metrics.close()
-    export_hf(model, run_dir / "model")
+    export_hf(model, run_dir / RUN_MODEL_DIR)
     return {"results": results, "run_dir": str(run_dir), "metrics": metrics.read()}
 
 

@@ -40,6 +40,7 @@ BUILTIN_CONFIGS: dict[str, ModelConfig] = {
     ),
 }
 PACKAGED = ("smollm2-135m",)
+RUN_MODEL_DIR = "model"  # where `ascl train` writes a run's final model, as an HF folder
 # Chat format by architecture for loaded checkpoints: Qwen speaks its own template; SmolLM2 (llama
 # architecture) speaks ChatML. A Llama 3 checkpoint's header-token format is not ChatML: building a
 # ChatML format on its tokenizer fails with a message that says so.
@@ -76,7 +77,8 @@ def load_model(
     dtype: str | None = None,
     seed: int = 0,
 ) -> LoadedModel:
-    """Resolve `spec` (built-in name, .gguf file or HF folder) onto `mesh` (default: one device).
+    """Resolve `spec` (built-in name, .gguf file, HF folder, or a run folder of `ascl train`) onto `mesh`
+    (default: one device).
 
     `dtype` ("float32"/"bfloat16") overrides both parameter and compute dtype."""
     mesh = mesh or single_device_mesh()
@@ -90,6 +92,8 @@ def load_model(
 
         return _load_gguf(smollm2_gguf_path(), spec, mesh, rules, over)
     path = Path(spec)
+    if path.is_dir() and (path / RUN_MODEL_DIR / "config.json").exists():
+        path = path / RUN_MODEL_DIR  # a run folder: its final model
     if path.suffix == ".gguf" and path.is_file():
         return _load_gguf(path, spec, mesh, rules, over)
     if path.is_dir() and (path / "config.json").exists():
@@ -100,7 +104,8 @@ def load_model(
     if path.is_dir():
         raise ModelNotFoundError(f"{path}: a model folder needs a config.json (a Hugging Face model folder)")
     raise ModelNotFoundError(
-        f"no model {spec!r}: give a built-in ({', '.join(model_names())}), a .gguf file, or a folder with config.json"
+        f"no model {spec!r}: give a built-in ({', '.join(model_names())}), a .gguf file, a folder with "
+        "config.json, or a run folder"
     )
 
 

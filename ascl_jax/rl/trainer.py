@@ -31,7 +31,7 @@ from ascl_jax.rl.rewards import RewardFunction
 from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
 from ascl_jax.rollout.trajectory import Prompt, Trajectory
 from ascl_jax.rules.tool import ConsultSafetyRulesTool
-from ascl_jax.training.checkpoint import Checkpointer
+from ascl_jax.training.checkpoint import Checkpointer, model_record
 from ascl_jax.training.metrics_log import MetricsLog
 from ascl_jax.training.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 from ascl_jax.training.update import update_step
@@ -86,7 +86,10 @@ class RLTrainer:
         self.tx = make_optimizer(settings.optimizer)
         self.lr_schedule = learning_rate_schedule(settings.optimizer)
         self.params = model.params
-        self.opt_state = jax.jit(self.tx.init)(self.params)
+        # Under the mesh, so the state's scalars (Adam's count) carry the mesh as update_step's outputs do:
+        # otherwise step 2 sees new input types and compiles the update a second time.
+        with jax.set_mesh(model.mesh):
+            self.opt_state = jax.jit(self.tx.init)(self.params)
         self.ref_params = jax.tree.map(jnp.copy, model.params) if rl.loss.kl_coef > 0 else None
         self.step = 0
         self.consecutive_skips = 0
@@ -108,8 +111,10 @@ class RLTrainer:
             return False
         step = self.checkpointer.latest_step()
         expect = {"model": self.config_record.get("model")} if "model" in self.config_record else {}
+        expect["model_config"] = model_record(self.model.config)
         self.params, self.opt_state, meta = self.checkpointer.restore(step, self.params, self.opt_state, expect)
         self.step = int(meta["rl_step"])
+        self.consecutive_skips = int(meta.get("consecutive_skips", 0))
         if self.metrics is not None:
             self.metrics.truncate_after(self.step + self.step_offset)
         return True
@@ -117,7 +122,8 @@ class RLTrainer:
     def save(self) -> None:
         if self.checkpointer is None:
             return
-        meta = {"rl_step": self.step, "config": self.config_record}
+        meta = {"rl_step": self.step, "consecutive_skips": self.consecutive_skips, "config": self.config_record,
+                "model_config": model_record(self.model.config)}
         self.checkpointer.save(self.step + self.step_offset, self.params, self.opt_state, meta)
 
     def current_model(self) -> LoadedModel:

@@ -15,7 +15,7 @@ from ascl_jax.data.prompts import prompt_batches
 from ascl_jax.errors import ConfigError
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.sft.loss import sft_loss
-from ascl_jax.training.checkpoint import Checkpointer
+from ascl_jax.training.checkpoint import Checkpointer, model_record
 from ascl_jax.training.metrics_log import MetricsLog
 from ascl_jax.training.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 from ascl_jax.training.update import update_step
@@ -53,7 +53,8 @@ class SFTTrainer:
         self.tx = make_optimizer(cfg.optimizer)
         self.lr = learning_rate_schedule(cfg.optimizer)
         self.params = model.params
-        self.opt_state = jax.jit(self.tx.init)(self.params)
+        with jax.set_mesh(model.mesh):  # the state's scalars carry the mesh, as update_step's outputs do
+            self.opt_state = jax.jit(self.tx.init)(self.params)
         self.step = 0
 
     def restore_latest(self) -> bool:
@@ -61,6 +62,7 @@ class SFTTrainer:
             return False
         step = self.checkpointer.latest_step()
         expect = {"model": self.config_record.get("model")} if "model" in self.config_record else {}
+        expect["model_config"] = model_record(self.model.config)
         self.params, self.opt_state, meta = self.checkpointer.restore(step, self.params, self.opt_state, expect)
         self.step = int(meta["sft_step"])
         if self.metrics is not None:
@@ -98,4 +100,5 @@ class SFTTrainer:
             if self.checkpointer is not None and checkpoint_every and (
                     self.step % checkpoint_every == 0 or self.step == self.cfg.steps):
                 self.checkpointer.save(self.step, self.params, self.opt_state,
-                                       {"sft_step": self.step, "config": self.config_record})
+                                       {"sft_step": self.step, "config": self.config_record,
+                                        "model_config": model_record(self.model.config)})

@@ -4,6 +4,8 @@ last `keep` are kept. Restoring checks that the checkpoint was written for the s
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,12 @@ from ascl_jax.errors import ConfigError, UserError
 
 class CheckpointError(UserError):
     """A checkpoint folder that is corrupt, or that belongs to another config."""
+
+
+def model_record(config: Any) -> dict[str, Any]:
+    """A model config (dataclass) as the plain JSON a checkpoint's meta stores, so that restoring into a
+    model of another shape or dtype names the differing fields instead of failing inside orbax."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
 def abstract_like(tree: Any) -> Any:
@@ -70,8 +78,12 @@ class Checkpointer:
                     opt=ocp.args.StandardRestore(abstract_like(opt_like)),
                 ),
             )
-        except Exception as exc:
-            raise CheckpointError(f"{self.directory / str(step)}: cannot restore ({type(exc).__name__}: {exc})") from None
+        except Exception as exc:  # orbax / tensorstore errors can run to hundreds of lines: keep the first
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise CheckpointError(
+                f"{self.directory / str(step)}: cannot restore the checkpoint, it is damaged or incomplete "
+                f"({type(exc).__name__}: {first}); delete that step folder to resume from an earlier one"
+            ) from None
         return restored["params"], restored["opt"], meta
 
 

@@ -78,7 +78,7 @@ def apply_gradients(params, opt_state, grads, num, den, sums, *, tx):
     den = jnp.maximum(den, 1e-9)
     grads = jax.tree.map(lambda g: g / den, grads)
     loss = num / den
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, new_opt_state = tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)

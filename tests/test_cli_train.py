@@ -1,0 +1,77 @@
+"""`ascl train` end to end through the CLI on a shortened demo, `ascl compare`, and clear one-line errors
+(exit code 2) for bad command lines, configs and data files."""
+
+import json
+
+import pytest
+
+from ascl_jax.cli import main
+
+SHORT = ["sft.steps=6", "rl.steps=2", "eval.max_prompts=6", "data.demo.train_prompts=32", "data.demo.eval_prompts=6",
+         "rl.prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=48", "checkpoint.every=1"]
+
+
+@pytest.mark.slow
+def test_train_demo_end_to_end(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", f"run_dir={run}", *SHORT]) == 0
+    for name in ("config.yaml", "metrics.jsonl", "report.md", "results.json", "training_curves.png",
+                 "safety_utility.png", "eval_after_sft.jsonl", "eval_after_rl.jsonl", "model/config.json"):
+        assert (run / name).exists(), name
+    assert sorted(p.name for p in (run / "checkpoints" / "rl").iterdir() if p.name.isdigit()) == ["7", "8"]
+    results = json.loads((run / "results.json").read_text())
+    assert set(results) == {"ascl/after_sft", "ascl/after_rl", "context-distillation/after_sft"}
+    for summary in results.values():
+        assert summary["n"] == 6 and 0 <= summary["safety_rate"] <= 1
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == list(range(1, 9))
+    assert "sft/loss" in lines[0] and "consult_rate" in lines[-1] and "reward/format" in lines[-1]
+    assert any("consult_rate/sensitive" in l for l in lines[6:])
+    report = (run / "report.md").read_text()
+    assert "context-distillation/after_sft" in report and "training_curves.png" in report
+    assert (run / "baseline-context-distillation" / "model" / "config.json").exists()
+    # the run folder is a model for the other commands
+    assert main(["generate", "--model", str(run), "--prompt", "What is 2+3?", "--greedy", "--max-new-tokens", "8",
+                 "--json"]) == 0
+
+
+@pytest.mark.slow
+def test_compare_grpo_ifpo(tmp_path, capsys):
+    assert main(["compare", f"run_dir={tmp_path}", *SHORT, "rl.steps=1"]) == 0
+    text = (tmp_path / "comparison.md").read_text()
+    assert "grpo/after_rl" in text and "ifpo/after_rl" in text
+    assert (tmp_path / "consult_rates.png").exists()
+
+
+def _one_line_error(capsys, argv, needle):
+    code = None
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert needle in err[0], err[0]
+
+
+def test_bad_command_lines(capsys, tmp_path):
+    _one_line_error(capsys, ["train", "rl.stepz=3"], "did you mean 'rl.steps'")
+    _one_line_error(capsys, ["train", "nope.yaml"], "nope.yaml: no such config file")
+    _one_line_error(capsys, ["train", "--algo", "ppo"], "invalid choice: 'ppo'")
+    _one_line_error(capsys, ["train", f"run_dir={tmp_path}", "steps"], "overrides look like key=value")
+
+
+def test_bad_prompt_file_names_the_row(capsys, tmp_path):
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"id": "a", "prompt": "hi", "class": "harmful"}\n{"id": "b", "prompt": 3}\n')
+    _one_line_error(capsys, ["train", "data.task=jsonl", f"data.prompts={data}", f"run_dir={tmp_path / 'r'}",
+                             "sft.steps=0"], "prompts.jsonl:2: 'prompt' must be a non-empty string")
+    data.write_text('{"id": "a", "prompt": "hi", "class": "harmfull"}\n')
+    _one_line_error(capsys, ["train", "data.task=jsonl", f"data.prompts={data}", f"run_dir={tmp_path / 'r2'}"],
+                    "prompts.jsonl:1: 'class' must be one of harmful, benign, sensitive, utility")
+
+
+def test_run_dir_of_another_config_is_refused(capsys, tmp_path):
+    (tmp_path / "config.yaml").write_text("model: tiny\nseed: 5\n")
+    _one_line_error(capsys, ["train", f"run_dir={tmp_path}"], "holds a run with another config")
