@@ -50,3 +50,14 @@ def test_tokenizer_round_trip_and_chat_template(smollm2):
         tokenize=False,
     )
     assert rendered == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n"
+
+
+def test_train_runs_an_rl_step_on_smollm2(smollm2, tmp_path):
+    from pathlib import Path
+
+    config = Path(__file__).parent.parent / "configs" / "smollm2-135m.yaml"
+    assert main(["train", str(config), f"run_dir={tmp_path}", "--no-baseline"]) == 0
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rl = [l for l in lines if "reward" in l]
+    assert len(rl) == 1 and rl[0]["skipped"] == 0 and rl[0]["update_tokens"] > 0
+    assert (tmp_path / "model" / "config.json").exists()
