@@ -8,6 +8,7 @@ and the row id), so a run stopped after step k and resumed is the same run."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ from ascl_jax.errors import UserError
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.rl.advantages import behaviour_keys, get_advantage_estimator
 from ascl_jax.rl.batch import pack, rl_loss, sequence_logprobs
-from ascl_jax.rl.config import RLConfig
+from ascl_jax.rl.config import LossConfig, RLConfig
 from ascl_jax.rl.refusal import RefusalDetector
 from ascl_jax.rl.rewards import RewardFunction
 from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
@@ -96,8 +97,8 @@ class RLTrainer:
         self.detector = RefusalDetector()
         sampling = settings.rollout.sampling
         self.temperature = 1.0 if sampling.greedy else sampling.temperature
-        # One loss function object for the whole run: jit caches on its identity.
-        self.loss_fn = _bind_loss(rl, self.temperature)
+        # One loss function object per (loss config, temperature): jit caches on its identity.
+        self.loss_fn = _bind_loss(rl.loss, self.temperature)
         rows = rl.prompts_per_step * settings.rollout.group_size
         if rows % rl.micro_batches:
             raise UserError(f"rl.micro_batches={rl.micro_batches} must divide the {rows} rollouts of a step")
@@ -111,8 +112,8 @@ class RLTrainer:
             return False
         step = self.checkpointer.latest_step()
         expect = {"model": self.config_record.get("model")} if "model" in self.config_record else {}
-        expect["model_config"] = model_record(self.model.config)
-        self.params, self.opt_state, meta = self.checkpointer.restore(step, self.params, self.opt_state, expect)
+        self.params, self.opt_state, meta = self.checkpointer.restore(
+            step, self.params, self.opt_state, expect, {"model_config": model_record(self.model.config)})
         self.step = int(meta["rl_step"])
         self.consecutive_skips = int(meta.get("consecutive_skips", 0))
         if self.metrics is not None:
@@ -281,8 +282,7 @@ def _mean(x) -> float | None:
     return float(x.mean()) if x.size else None
 
 
-def _bind_loss(rl: RLConfig, temperature: float):
-    import functools
-
-    return functools.partial(rl_loss, loss=rl.loss, temperature=temperature)
+@functools.lru_cache(maxsize=None)
+def _bind_loss(loss: LossConfig, temperature: float):
+    return functools.partial(rl_loss, loss=loss, temperature=temperature)
 

@@ -62,10 +62,11 @@ class SFTTrainer:
             return False
         step = self.checkpointer.latest_step()
         expect = {"model": self.config_record.get("model")} if "model" in self.config_record else {}
-        expect["model_config"] = model_record(self.model.config)
-        self.params, self.opt_state, meta = self.checkpointer.restore(step, self.params, self.opt_state, expect)
+        self.params, self.opt_state, meta = self.checkpointer.restore(
+            step, self.params, self.opt_state, expect, {"model_config": model_record(self.model.config)})
         self.step = int(meta["sft_step"])
-        if self.metrics is not None:
+        # Lines after a finished SFT stage belong to the next stage (RL), which truncates its own.
+        if self.metrics is not None and self.step < self.cfg.steps:
             self.metrics.truncate_after(self.step)
         return True
 

@@ -59,13 +59,15 @@ class Checkpointer:
         except Exception as exc:  # orbax raises assorted errors for damaged folders
             raise CheckpointError(f"{self.directory / str(step)}: cannot read checkpoint metadata ({exc})") from None
 
-    def restore(self, step: int, params_like, opt_like, expect: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    def restore(self, step: int, params_like, opt_like, expect: dict[str, Any],
+                expect_meta: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any]]:
         """(params, opt_state, meta) of `step`, in the layout of `params_like` / `opt_like`.
 
-        `expect` holds the config sections that must match (e.g. the model); a difference raises
-        CheckpointError naming each differing key."""
+        `expect` holds the config sections that must match (e.g. the model), `expect_meta` entries of the
+        meta itself (e.g. `model_config`, see `model_record`); a difference raises CheckpointError naming
+        each differing key."""
         meta = self.read_meta(step)
-        diffs = _differences(meta.get("config", {}), expect)
+        diffs = _differences(meta.get("config", {}), expect) + _differences(meta, expect_meta or {})
         if diffs:
             raise CheckpointError(
                 f"{self.directory / str(step)} was written by another config: " + "; ".join(diffs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import optax
@@ -43,7 +44,11 @@ def learning_rate_schedule(cfg: OptimizerConfig) -> optax.Schedule:
     )
 
 
+@functools.lru_cache(maxsize=None)
 def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
+    """One object per config (optax transformations are stateless): the jitted update step is static in
+    it, so trainers built from equal configs in one process (a resumed run, `ascl compare`) share its
+    compiled program instead of compiling it again."""
     parts = [] if cfg.max_grad_norm is None else [optax.clip_by_global_norm(cfg.max_grad_norm)]
     parts.append(optax.adamw(learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
                              weight_decay=cfg.weight_decay))
