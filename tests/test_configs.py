@@ -36,6 +36,7 @@ def test_demo_yaml_is_the_default():
 
 
 def test_overrides_keep_the_other_defaults_of_their_group():
+    assert load_config(TrainConfig, None, ["optimizer.learning_rate=1e-3"]).optimizer.learning_rate == 1e-3
     cfg = load_config(TrainConfig, None, ["optimizer.total_steps=7", "rewards.weights.safety=2",
                                           "rollout.sampling.temperature=0.5"])
     assert cfg.optimizer.total_steps == 7 and cfg.optimizer.learning_rate == TrainConfig().optimizer.learning_rate

@@ -24,6 +24,7 @@ class MeshConfig:
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
+    num_devices: int = -1  # use the first N devices only (-1: all); e.g. 1 for a small model on fake devices
 
     def resolve(self, num_devices: int) -> tuple[int, int, int]:
         sizes = [self.data, self.fsdp, self.tensor]
@@ -49,6 +50,10 @@ def make_mesh(config: MeshConfig = MeshConfig(), devices: list | None = None) ->
 
     Tensor is the innermost axis so that its collectives stay on the fastest links."""
     devices = list(jax.devices() if devices is None else devices)
+    if config.num_devices != -1:
+        if not 1 <= config.num_devices <= len(devices):
+            raise ConfigError(f"mesh.num_devices={config.num_devices} but {len(devices)} devices are present")
+        devices = devices[: config.num_devices]
     shape = config.resolve(len(devices))
     if len(devices) == len(jax.devices()) and devices == list(jax.devices()):
         return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3)

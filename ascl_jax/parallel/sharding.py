@@ -80,3 +80,8 @@ def constrain(x: jax.Array, rules: ShardingRules, logical_axes: tuple[str | None
         return x
     spec = rules.spec(logical_axes, x.shape, mesh)
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+
+def batch_sharding(mesh: Mesh, rules: ShardingRules, shape: tuple[int, ...]) -> NamedSharding:
+    """Sharding of a host batch array [B, ...]: rows over the batch axes where they divide B."""
+    return rules.sharding(mesh, ("batch",) + (None,) * (len(shape) - 1), tuple(shape))

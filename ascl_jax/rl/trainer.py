@@ -18,12 +18,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from ascl_jax.chat.formats import ChatFormat
 from ascl_jax.data.prompts import batch_prompts, prompt_batches
 from ascl_jax.errors import UserError
 from ascl_jax.models.registry import LoadedModel
+from ascl_jax.parallel.sharding import batch_sharding
 from ascl_jax.rl.advantages import behaviour_keys, get_advantage_estimator
 from ascl_jax.rl.batch import pack, rl_loss, sequence_logprobs
 from ascl_jax.rl.config import LossConfig, RLConfig
@@ -190,8 +190,7 @@ class RLTrainer:
         )
         adv, weights = self.estimator(jnp.asarray(total, jnp.float32), behaviour, g, **rl.advantage.estimator_options())
         host = pack(trajs, model.config.pad_token_id or 0)
-        shard = NamedSharding(model.mesh, PartitionSpec(("data", "fsdp")))
-        put = lambda x: jax.device_put(x, shard)  # noqa: E731
+        put = lambda x: jax.device_put(x, batch_sharding(model.mesh, model.rules, x.shape))  # noqa: E731
         tokens = put(host["tokens"])
         with jax.set_mesh(model.mesh):
             old_lp, entropy = sequence_logprobs(model.graphdef, self.params, tokens, temperature=self.temperature,

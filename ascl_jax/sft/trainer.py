@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from ascl_jax.data.prompts import prompt_batches
 from ascl_jax.errors import ConfigError
 from ascl_jax.models.registry import LoadedModel
+from ascl_jax.parallel.sharding import batch_sharding
 from ascl_jax.sft.loss import sft_loss
 from ascl_jax.training.checkpoint import Checkpointer, model_record
 from ascl_jax.training.metrics_log import MetricsLog
@@ -74,11 +74,11 @@ class SFTTrainer:
         return dataclasses.replace(self.model, params=self.params)
 
     def run(self, checkpoint_every: int = 0, on_step: Callable[[int, dict], None] | None = None) -> None:
-        shard = NamedSharding(self.model.mesh, PartitionSpec(("data", "fsdp")))
         while self.step < self.cfg.steps:
             t0 = time.perf_counter()
             idx = np.asarray(self.batches[self.step])
-            batch = {k: jax.device_put(v[idx], shard) for k, v in self.data.items()}
+            batch = {k: jax.device_put(v[idx], batch_sharding(self.model.mesh, self.model.rules, v[idx].shape))
+                     for k, v in self.data.items()}
             with jax.set_mesh(self.model.mesh):
                 self.params, self.opt_state, m = update_step(
                     self.model.graphdef, self.params, self.opt_state, batch, loss_fn=sft_loss, tx=self.tx,
