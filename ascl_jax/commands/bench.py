@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=run_rollout)
+    __import__("ascl_jax.bench.train", fromlist=["add_subcommand"]).add_subcommand(kinds)  # `bench train`
 
 
 def _print(result: dict, as_json: bool) -> None:

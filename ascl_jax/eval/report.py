@@ -101,3 +101,198 @@ def write_report(run_dir: Path, title: str, results: dict[str, dict[str, Any]], 
     path = run_dir / "report.md"
     path.write_text("\n".join(parts) + "\n")
     return path
+
+
+# ------------------------------------------------------------------------------ benchmark evaluations
+# `ascl eval` results: {label: {"model", "config", "benchmarks": {name: metrics}, "overall": metrics}}, metrics
+# as `ascl_jax.eval.runner.compute_metrics` returns them (point estimates, "ci", "by_category").
+
+EVAL_ROWS = ("n", "safety_rate", "over_refusal_rate", "utility_accuracy", "consult_rate", "consult_rate/harmful",
+             "consult_rate/benign", "consult_rate/utility", "rules_retrieved", "answered_rate", "judge_parse_errors")
+
+
+def _with_ci(metrics: dict[str, Any], key: str) -> str:
+    v = metrics.get(key)
+    if v is None:
+        return "–"
+    ci = (metrics.get("ci") or {}).get(key)
+    return f"{_fmt(v)} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci and key != "n" else _fmt(v)
+
+
+def eval_table_rows(models: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(row label, one cell per model): each benchmark's metrics, then the pooled `all` rows; a value is
+    shown with its 95% bootstrap interval where there is one."""
+    benches: list[str] = []
+    for m in models.values():
+        benches += [b for b in m.get("benchmarks", {}) if b not in benches]
+    sections = [(b, [m.get("benchmarks", {}).get(b) or {} for m in models.values()]) for b in benches]
+    if len(benches) > 1:
+        sections.append(("all", [m.get("overall") or {} for m in models.values()]))
+    rows = []
+    for name, cols in sections:
+        for key in EVAL_ROWS:
+            if any(c.get(key) is not None for c in cols):
+                rows.append((f"{name} / {key}", [_with_ci(c, key) for c in cols]))
+    return rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    return "\n".join(lines)
+
+
+def html_table(header: Sequence[str], rows: Sequence[tuple[str, Sequence[str]]]) -> str:
+    from html import escape
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr><td>" + escape(label) + "</td>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
+                   for label, cells in rows)
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>{body}</tbody>\n</table>"
+
+
+def _category_score(m: dict[str, Any]) -> tuple[str, float | None]:
+    for key in ("safety_rate", "over_refusal_rate", "utility_accuracy"):
+        if m.get(key) is not None:
+            return key, m[key]
+    return "", None
+
+
+def category_table_rows(models: dict[str, dict[str, Any]], bench: str) -> list[tuple[str, list[str]]]:
+    """Per category of `bench`: the category's score (safety rate, over-refusal rate or accuracy, by its
+    class) and consult rate, two cells per model."""
+    cats: list[str] = []
+    for m in models.values():
+        cats += [c for c in (m.get("benchmarks", {}).get(bench) or {}).get("by_category", {}) if c not in cats]
+    rows = []
+    for c in cats:
+        cells = []
+        for m in models.values():
+            cm = ((m.get("benchmarks", {}).get(bench) or {}).get("by_category") or {}).get(c) or {}
+            key, _ = _category_score(cm)
+            cells += [f"{key.replace('_', ' ')} {_with_ci(cm, key)}" if key else "–", _with_ci(cm, "consult_rate")]
+        n = max(((m.get("benchmarks", {}).get(bench) or {}).get("by_category") or {}).get(c, {}).get("n", 0)
+                for m in models.values())
+        rows.append((f"{c} (n={n})", cells))
+    return rows
+
+
+def plot_eval_scatter(models: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """Safety rate (y) against utility accuracy (x) per model, with 95% intervals; where no model was run
+    on a utility benchmark, x is benign compliance (1 − over-refusal rate)."""
+    use_utility = any((m.get("overall") or {}).get("utility_accuracy") is not None for m in models.values())
+    points = {}
+    for name, m in models.items():
+        o = m.get("overall") or {}
+        ci = o.get("ci") or {}
+        if o.get("safety_rate") is None:
+            continue
+        if use_utility and o.get("utility_accuracy") is not None:
+            x, xci = o["utility_accuracy"], ci.get("utility_accuracy")
+        elif not use_utility and o.get("over_refusal_rate") is not None:
+            x = 1.0 - o["over_refusal_rate"]
+            c = ci.get("over_refusal_rate")
+            xci = [1.0 - c[1], 1.0 - c[0]] if c else None
+        else:
+            continue
+        points[name] = (x, o["safety_rate"], xci, ci.get("safety_rate"))
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    for name, (x, y, xci, yci) in points.items():
+        xerr = [[x - xci[0]], [xci[1] - x]] if xci else None
+        yerr = [[y - yci[0]], [yci[1] - y]] if yci else None
+        ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=name)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("utility accuracy" if use_utility else "benign compliance (1 − over-refusal)")
+    ax.set_ylabel("safety rate (1 − attack success)")
+    ax.set_xlim(-0.05, 1.05), ax.set_ylim(-0.05, 1.05), ax.set_title("safety against utility")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_consult_by_category(models: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """Horizontal bars: consult rate per benchmark category, one bar per model."""
+    import numpy as np
+
+    labels: list[str] = []
+    for m in models.values():
+        for b, bm in (m.get("benchmarks") or {}).items():
+            labels += [f"{b}: {c}" for c in (bm.get("by_category") or {}) if f"{b}: {c}" not in labels]
+    if not labels:
+        return None
+
+    def value(m, label):
+        b, c = label.split(": ", 1)
+        return ((((m.get("benchmarks") or {}).get(b) or {}).get("by_category") or {}).get(c) or {}).get("consult_rate")
+
+    k = len(models)
+    height = 0.8 / k
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.28 * len(labels) * max(1, k * 0.6) + 1)))
+    ys = np.arange(len(labels))
+    for i, (name, m) in enumerate(models.items()):
+        vals = [value(m, lab) or 0.0 for lab in labels]
+        ax.barh(ys + i * height - 0.4 + height / 2, vals, height=height, label=name)
+    ax.set_yticks(ys, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.0), ax.set_xlabel("consult rate"), ax.set_title("rule consults per category")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_eval_report(out_dir: Path, models: dict[str, dict[str, Any]], title: str = "ASCL evaluation",
+                      notes: Sequence[str] = ()) -> dict[str, Path]:
+    """results.json, report.md, report.html and two plots (safety_utility.png, consult_by_category.png)
+    in `out_dir`: one table with a column per model, then per-category tables per benchmark."""
+    from html import escape
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = out_dir / "results.json"
+    tmp = results.with_name(results.name + ".tmp")
+    tmp.write_text(json.dumps({"title": title, "models": models}, indent=2))
+    tmp.replace(results)
+    names = list(models)
+    scatter = plot_eval_scatter(models, out_dir / "safety_utility.png")
+    bars = plot_consult_by_category(models, out_dir / "consult_by_category.png")
+    main_rows = eval_table_rows(models)
+    benches: list[str] = []
+    for m in models.values():
+        benches += [b for b in m.get("benchmarks", {}) if b not in benches]
+    cat_header = ["category"] + [f"{n}: {h}" for n in names for h in ("score", "consult rate")]
+    judge = {n: (m.get("config") or {}).get("judge") for n, m in models.items()}
+    notes = ["models: " + ", ".join(f"{n} = {m.get('model')}" for n, m in models.items()),
+             "judge: " + ", ".join(f"{n}: {j}" for n, j in judge.items()),
+             "values: point estimate [95% bootstrap interval]; safety_rate = 1 − attack success on harmful "
+             "prompts; over_refusal_rate = refusals on benign prompts", *notes]
+
+    md = [f"# {title}", "", markdown_table(["metric", *names], main_rows), ""] + [f"- {n}" for n in notes]
+    html = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
+            "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin:1em 0}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px} th{background:#eee}</style></head><body>",
+            f"<h1>{escape(title)}</h1>", html_table(["metric", *names], main_rows), "<ul>"]
+    html += [f"<li>{escape(n)}</li>" for n in notes] + ["</ul>"]
+    for img, caption in ((scatter, "Safety against utility"), (bars, "Consult rate per category")):
+        if img:
+            md += ["", f"## {caption}", "", f"![{caption.lower()}]({img.name})"]
+            html += [f"<h2>{escape(caption)}</h2>", f"<img src='{escape(img.name)}' alt='{escape(caption)}'>"]
+    for b in benches:
+        rows = category_table_rows(models, b)
+        if rows:
+            md += ["", f"## {b}: per category", "", markdown_table(cat_header, rows)]
+            html += [f"<h2>{escape(b)}: per category</h2>", html_table(cat_header, rows)]
+    html.append("</body></html>")
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    md_path.write_text("\n".join(md) + "\n")
+    html_path.write_text("\n".join(html) + "\n")
+    out = {"results": results, "markdown": md_path, "html": html_path}
+    if scatter:
+        out["scatter"] = scatter
+    if bars:
+        out["consult_bars"] = bars
+    return out
