@@ -75,6 +75,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from ascl_jax.chat.toolcall import (
+    after_reasoning,
     THINK_END,
     TOOL_CALL_END,
     ParsedCall,
@@ -82,7 +83,6 @@ from ascl_jax.chat.toolcall import (
     normalize_tools,
     parse_tool_calls,
     reasoning_spans,
-    strip_tool_calls,
 )
 from ascl_jax.errors import ChatError, ConfigError
 
@@ -515,13 +515,7 @@ def final_answer(fmt: ChatFormat, text: str) -> str:
 
     Pass the text of the last assistant turn (decoded with its markup tokens, e.g. `fmt.decode(ids)`).
     """
-    spans = reasoning_spans(text, starts_in_reasoning=fmt.starts_in_reasoning)
-    if spans:
-        a, b = spans[-1]
-        if not text[a:b].endswith(THINK_END):
-            return ""
-        text = text[b:]
-    text = strip_tool_calls(text)
+    text = after_reasoning(text, starts_in_reasoning=fmt.starts_in_reasoning)
     for i in fmt.eos_token_ids:
         content = next((c for c, j in fmt._codec.added.items() if j == i), None)
         if content:

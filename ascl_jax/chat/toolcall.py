@@ -509,6 +509,17 @@ def _how_to_call(params: dict[str, dict] | None, name: str | None = None) -> str
 _CALL_BLOCK = re.compile(re.escape(TOOL_CALL_START) + r".*?(?:" + re.escape(TOOL_CALL_END) + r"|\Z)", re.DOTALL)
 
 
+def after_reasoning(text: str, *, starts_in_reasoning: bool = False) -> str:
+    """What follows the last reasoning block, tool-call blocks removed ("" when that block never closed)."""
+    spans = reasoning_spans(text, starts_in_reasoning=starts_in_reasoning)
+    if spans:
+        a, b = spans[-1]
+        if not text[a:b].endswith(THINK_END):
+            return ""
+        text = text[b:]
+    return strip_tool_calls(text)
+
+
 def strip_tool_calls(text: str) -> str:
     """`text` without its `<tool_call>` blocks (an unclosed one is removed to the end) or stray `</tool_call>`."""
     return _CALL_BLOCK.sub("", text).replace(TOOL_CALL_END, "")

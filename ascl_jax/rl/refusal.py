@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ascl_jax.chat.toolcall import THINK_END, reasoning_spans, strip_tool_calls
+from ascl_jax.chat.toolcall import after_reasoning
 from ascl_jax.errors import UserError
 
 # --------------------------------------------------------------------------------------- final answer
@@ -61,13 +61,7 @@ def final_answer_text(text: str, *, starts_in_reasoning: bool = False) -> str:
 
     A reasoning block that was never closed means there is no final answer: "" is returned.
     """
-    spans = reasoning_spans(text, starts_in_reasoning=starts_in_reasoning)
-    if spans:
-        a, b = spans[-1]
-        if not text[a:b].endswith(THINK_END):
-            return ""
-        text = text[b:]
-    text = strip_tool_calls(text)
+    text = after_reasoning(text, starts_in_reasoning=starts_in_reasoning)
     text = _TOOL_RESPONSE.sub("", text)
     text = _SPECIAL.sub("", text)
     return text.strip()

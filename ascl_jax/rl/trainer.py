@@ -32,14 +32,14 @@ from ascl_jax.rl.rewards import RewardFunction
 from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
 from ascl_jax.rollout.trajectory import Prompt, Trajectory
 from ascl_jax.rules.tool import ConsultSafetyRulesTool
-from ascl_jax.training.checkpoint import Checkpointer, model_record
+from ascl_jax.training.checkpoint import Checkpointer, model_record, restore_newest
 from ascl_jax.training.metrics_log import MetricsLog
 from ascl_jax.training.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 from ascl_jax.training.update import update_step
 
 log = logging.getLogger("ascl_jax")
 
-ToolFactory = Callable[[Prompt], "ConsultSafetyRulesTool | None"]
+ToolFactory = Callable[[Prompt], ConsultSafetyRulesTool | None]
 
 
 class TrainingStopped(UserError):
@@ -108,12 +108,11 @@ class RLTrainer:
 
     def restore_latest(self) -> bool:
         """Load the newest checkpoint if there is one; returns whether it did."""
-        if self.checkpointer is None or self.checkpointer.latest_step() is None:
+        restored = restore_newest(self.checkpointer, self.params, self.opt_state, self.config_record,
+                                  self.model.config)
+        if restored is None:
             return False
-        step = self.checkpointer.latest_step()
-        expect = {"model": self.config_record.get("model")} if "model" in self.config_record else {}
-        self.params, self.opt_state, meta = self.checkpointer.restore(
-            step, self.params, self.opt_state, expect, {"model_config": model_record(self.model.config)})
+        self.params, self.opt_state, meta = restored
         self.step = int(meta["rl_step"])
         self.consecutive_skips = int(meta.get("consecutive_skips", 0))
         if self.metrics is not None:
@@ -144,7 +143,7 @@ class RLTrainer:
                 self.save()
 
     def train_step(self) -> dict[str, Any]:
-        s, rl = self.settings, self.settings.rl
+        s = self.settings
         g = s.rollout.group_size
         t0 = time.perf_counter()
         prompts = batch_prompts(self.prompts, self.batches, self.step)

@@ -15,7 +15,7 @@ from ascl_jax.errors import ConfigError
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.parallel.sharding import batch_sharding
 from ascl_jax.sft.loss import sft_loss
-from ascl_jax.training.checkpoint import Checkpointer, model_record
+from ascl_jax.training.checkpoint import Checkpointer, model_record, restore_newest
 from ascl_jax.training.metrics_log import MetricsLog
 from ascl_jax.training.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 from ascl_jax.training.update import update_step
@@ -58,12 +58,11 @@ class SFTTrainer:
         self.step = 0
 
     def restore_latest(self) -> bool:
-        if self.checkpointer is None or self.checkpointer.latest_step() is None:
+        restored = restore_newest(self.checkpointer, self.params, self.opt_state, self.config_record,
+                                  self.model.config)
+        if restored is None:
             return False
-        step = self.checkpointer.latest_step()
-        expect = {"model": self.config_record.get("model")} if "model" in self.config_record else {}
-        self.params, self.opt_state, meta = self.checkpointer.restore(
-            step, self.params, self.opt_state, expect, {"model_config": model_record(self.model.config)})
+        self.params, self.opt_state, meta = restored
         self.step = int(meta["sft_step"])
         # Lines after a finished SFT stage belong to the next stage (RL), which truncates its own.
         if self.metrics is not None and self.step < self.cfg.steps:

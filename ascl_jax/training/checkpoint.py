@@ -99,3 +99,14 @@ def _differences(saved: dict, expect: dict, prefix: str = "") -> list[str]:
         elif have != want:
             out.append(f"{name} is {have!r} there, {want!r} here")
     return out
+
+
+def restore_newest(checkpointer: Checkpointer | None, params_like, opt_like, config_record: dict[str, Any],
+                   model_config: Any) -> tuple[Any, Any, dict[str, Any]] | None:
+    """(params, opt_state, meta) of the newest checkpoint, checked against the run's model (its name in
+    `config_record` and its `model_config`), or None when there is none yet."""
+    if checkpointer is None or checkpointer.latest_step() is None:
+        return None
+    expect = {"model": config_record.get("model")} if "model" in config_record else {}
+    return checkpointer.restore(checkpointer.latest_step(), params_like, opt_like, expect,
+                                {"model_config": model_record(model_config)})
