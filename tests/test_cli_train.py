@@ -37,7 +37,7 @@ def test_train_demo_end_to_end(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_compare_grpo_ifpo(tmp_path, capsys):
-    assert main(["compare", f"run_dir={tmp_path}", *SHORT, "rl.steps=1"]) == 0
+    assert main(["compare", "--algos", "grpo,ifpo", f"run_dir={tmp_path}", *SHORT, "rl.steps=1"]) == 0
     text = (tmp_path / "comparison.md").read_text()
     assert "grpo/after_rl" in text and "ifpo/after_rl" in text
     assert (tmp_path / "consult_rates.png").exists()
@@ -59,6 +59,7 @@ def test_bad_command_lines(capsys, tmp_path):
     _one_line_error(capsys, ["train", "rl.stepz=3"], "did you mean 'rl.steps'")
     _one_line_error(capsys, ["train", "nope.yaml"], "nope.yaml: no such config file")
     _one_line_error(capsys, ["train", "--algo", "ppo"], "invalid choice: 'ppo'")
+    _one_line_error(capsys, ["compare", "--algos", "grpo,ppo"], "give two or more of grpo, drgrpo, rloo, ifpo")
     _one_line_error(capsys, ["train", f"run_dir={tmp_path}", "steps"], "overrides look like key=value")
 
 

@@ -29,7 +29,7 @@ from ascl_jax.data.prompts import batch_prompts
 from ascl_jax.models.params import init_params
 from ascl_jax.models.registry import load_model
 from ascl_jax.rl import rewards as R
-from ascl_jax.rl.config import AdvantageConfig, RLConfig
+from ascl_jax.rl.config import AdvantageConfig, LossConfig, RLConfig
 from ascl_jax.rl.trainer import RLSettings, RLTrainer, TrainingStopped
 from ascl_jax.rollout.tool_loop import RolloutConfig
 from ascl_jax.training.checkpoint import Checkpointer, CheckpointError
@@ -435,3 +435,22 @@ def test_a_step_logs_what_a_run_needs_to_be_read(uninterrupted, base):
     # from the rollout policy (ratio 1, nothing clipped)
     assert lines[0]["zero_variance_groups"] < 1.0
     assert lines[0]["clip_frac"] == 0.0
+
+
+# ------------------------------------------------------------------------------ reference model (KL)
+
+
+def test_kl_to_the_reference_model(base):
+    """With kl_coef > 0 a frozen copy of the starting weights is kept: the KL is 0 before the policy moves,
+    positive after it has, and the reference itself never changes."""
+    s = settings(steps=2, lr=5e-2, checkpoint_every=0)
+    s = dataclasses.replace(s, rl=dataclasses.replace(s.rl, loss=LossConfig(kl_coef=0.1, kl_estimator="k3")))
+    reward = R.RewardFunction(R.RewardConfig(weights={"target": 1.0}))
+    tr = trainer(base, None, s, reward=reward)
+    ref_before = leaves(tr.ref_params)
+    history = []
+    tr.run(on_step=lambda step, m: history.append(m))
+    assert history[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # first update: policy == reference
+    assert history[1]["kl"] > 1e-6
+    assert all(np.array_equal(a, b) for a, b in zip(ref_before, leaves(tr.ref_params)))
+    assert tr.ref_params is not tr.params

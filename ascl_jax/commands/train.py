@@ -48,8 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("compare", help="the same run under several advantage estimators, side by side",
                        description=__doc__, epilog=_options_epilog(), formatter_class=fmt)
     _add_common(c)
-    c.add_argument("--algos", nargs="+", default=["grpo", "ifpo"], choices=("grpo", "drgrpo", "rloo", "ifpo"))
+    c.add_argument("--algos", type=_algos, default=("grpo", "ifpo"),
+                   help="comma-separated estimators to compare (default: grpo,ifpo)")
     c.set_defaults(func=run_compare)
+
+
+def _algos(text: str) -> tuple[str, ...]:
+    names = tuple(a.strip() for a in text.split(",") if a.strip())
+    valid = ("grpo", "drgrpo", "rloo", "ifpo")
+    bad = [a for a in names if a not in valid]
+    if bad or len(names) < 2:
+        raise argparse.ArgumentTypeError(f"give two or more of {', '.join(valid)}, comma-separated (got {text!r})")
+    return names
 
 
 def _config(args: argparse.Namespace, extra: list[str]):
