@@ -89,7 +89,7 @@ def test_index_naming_a_missing_shard(tmp_path, tensors):
 
 
 def test_unknown_model_spec():
-    with pytest.raises(ModelNotFoundError, match="built-in \\(tiny, bench-qwen3-33m, smollm2-135m\\)"):
+    with pytest.raises(ModelNotFoundError, match="built-in \\(tiny, bench-qwen3-33m, bench-qwen3-1b, smollm2-135m\\)"):
         load_model("no-such-model")
 
 

@@ -76,3 +76,14 @@ def test_indivisible_dimension_stays_replicated():
 def test_bad_mesh_config_names_the_problem(bad):
     with pytest.raises(ConfigError, match="mesh"):
         make_mesh(bad)
+
+
+def test_optimizer_state_is_sharded_like_the_parameters():
+    from ascl_jax.training.optimizer import OptimizerConfig, init_optimizer_state, make_optimizer
+
+    mesh = make_mesh(MeshConfig(data=1, fsdp=4, tensor=2))
+    _, params = init_params(CFG, mesh, ShardingRules())
+    state = init_optimizer_state(make_optimizer(OptimizerConfig()), params, mesh)
+    param_specs = {v[...].sharding.spec for _, v in nnx.to_flat_state(params)}
+    moment_specs = {leaf.sharding.spec for leaf in jax.tree.leaves(state) if leaf.ndim > 0}
+    assert moment_specs == param_specs and P("fsdp", "tensor") in moment_specs

@@ -38,6 +38,13 @@ BUILTIN_CONFIGS: dict[str, ModelConfig] = {
         max_position_embeddings=4096, qk_norm=True, tie_word_embeddings=False,
         eos_token_ids=(_EOS,), pad_token_id=_PAD,
     ),
+    # The GPU/TPU throughput model (Qwen3-1.7B's widths and vocabulary, 16 layers: ~1.1B parameters).
+    "bench-qwen3-1b": ModelConfig(
+        architecture="qwen3", vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_layers=16,
+        num_heads=16, num_kv_heads=8, head_dim=128, rms_norm_eps=1e-6, rope=RopeConfig(theta=1000000.0),
+        max_position_embeddings=40960, qk_norm=True, tie_word_embeddings=True,
+        eos_token_ids=(_EOS,), pad_token_id=_PAD,
+    ),
 }
 PACKAGED = ("smollm2-135m",)
 RUN_MODEL_DIR = "model"  # where `ascl train` writes a run's final model, as an HF folder

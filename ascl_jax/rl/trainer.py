@@ -34,7 +34,12 @@ from ascl_jax.rollout.trajectory import Prompt, Trajectory
 from ascl_jax.rules.tool import ConsultSafetyRulesTool
 from ascl_jax.training.checkpoint import Checkpointer, model_record, restore_newest
 from ascl_jax.training.metrics_log import MetricsLog
-from ascl_jax.training.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from ascl_jax.training.optimizer import (
+    OptimizerConfig,
+    init_optimizer_state,
+    learning_rate_schedule,
+    make_optimizer,
+)
 from ascl_jax.training.update import update_step
 
 log = logging.getLogger("ascl_jax")
@@ -87,10 +92,7 @@ class RLTrainer:
         self.tx = make_optimizer(settings.optimizer)
         self.lr_schedule = learning_rate_schedule(settings.optimizer)
         self.params = model.params
-        # Under the mesh, so the state's scalars (Adam's count) carry the mesh as update_step's outputs do:
-        # otherwise step 2 sees new input types and compiles the update a second time.
-        with jax.set_mesh(model.mesh):
-            self.opt_state = jax.jit(self.tx.init)(self.params)
+        self.opt_state = init_optimizer_state(self.tx, self.params, model.mesh)
         self.ref_params = jax.tree.map(jnp.copy, model.params) if rl.loss.kl_coef > 0 else None
         self.step = 0
         self.consecutive_skips = 0

@@ -17,7 +17,12 @@ from ascl_jax.parallel.sharding import batch_sharding
 from ascl_jax.sft.loss import sft_loss
 from ascl_jax.training.checkpoint import Checkpointer, model_record, restore_newest
 from ascl_jax.training.metrics_log import MetricsLog
-from ascl_jax.training.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from ascl_jax.training.optimizer import (
+    OptimizerConfig,
+    init_optimizer_state,
+    learning_rate_schedule,
+    make_optimizer,
+)
 from ascl_jax.training.update import update_step
 
 
@@ -53,8 +58,7 @@ class SFTTrainer:
         self.tx = make_optimizer(cfg.optimizer)
         self.lr = learning_rate_schedule(cfg.optimizer)
         self.params = model.params
-        with jax.set_mesh(model.mesh):  # the state's scalars carry the mesh, as update_step's outputs do
-            self.opt_state = jax.jit(self.tx.init)(self.params)
+        self.opt_state = init_optimizer_state(self.tx, self.params, model.mesh)
         self.step = 0
 
     def restore_latest(self) -> bool:

@@ -53,3 +53,20 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
     parts.append(optax.adamw(learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
                              weight_decay=cfg.weight_decay))
     return optax.chain(*parts)
+
+
+def init_optimizer_state(tx: optax.GradientTransformation, params, mesh):
+    """The optimizer state, each moment sharded like its parameter (scalars replicated).
+
+    A plain jitted `tx.init` leaves the zeros replicated: on an FSDP mesh every device would hold the
+    whole of Adam's moments, and the first update would compile again for the changed layout."""
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    abstract = jax.eval_shape(tx.init, params)
+    shardings = optax.tree_utils.tree_map_params(
+        tx, lambda _, p: p.sharding, abstract, params,
+        transform_non_params=lambda _: NamedSharding(mesh, PartitionSpec()),
+    )
+    with jax.set_mesh(mesh):
+        return jax.jit(tx.init, out_shardings=shardings)(params)
