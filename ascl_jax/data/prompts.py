@@ -14,8 +14,9 @@ number. Every other key (`class`: harmful / benign / sensitive / utility, `refer
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import grain
 import numpy as np
@@ -62,22 +63,27 @@ def prompt_from_record(record: dict, where: str, default_id: str) -> Prompt:
     return Prompt(id=str(pid), messages=messages, meta=meta)
 
 
-def load_prompts(path: str | Path) -> list[Prompt]:
-    """Prompts from a JSONL file; a bad line raises DataError naming the file and line number."""
+def read_jsonl(path: str | Path, what: str) -> Iterator[tuple[int, str, Any]]:
+    """(line number, "file:line", parsed object) for each non-blank line of a JSONL file of `what`."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
-        raise DataError(f"{path}: no such prompt file") from None
-    prompts, seen = [], set()
+        raise DataError(f"{path}: no such {what} file") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         where = f"{path}:{n}"
         try:
-            record = json.loads(line)
+            yield n, where, json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+
+
+def load_prompts(path: str | Path) -> list[Prompt]:
+    """Prompts from a JSONL file; a bad line raises DataError naming the file and line number."""
+    prompts, seen = [], set()
+    for n, where, record in read_jsonl(path, "prompt"):
         p = prompt_from_record(record, where, default_id=f"line{n}")
         if p.id in seen:
             raise DataError(f"{where}: duplicate id {p.id!r}")

@@ -15,14 +15,13 @@ final answer (loss on), so SFT trains on the same token stream the policy later 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ascl_jax.chat.formats import ChatFormat
-from ascl_jax.data.prompts import DataError
+from ascl_jax.data.prompts import DataError, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -71,20 +70,8 @@ def encode_conversation(fmt: ChatFormat, conv: Conversation) -> tuple[list[int],
 
 def load_conversations(path: str | Path) -> list[Conversation]:
     """Conversations from JSONL; a bad line raises DataError naming the file and line."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such conversation file") from None
     out = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+    for n, where, rec in read_jsonl(path, "conversation"):
         msgs = rec.get("messages") if isinstance(rec, dict) else None
         if not isinstance(msgs, list) or not msgs:
             raise DataError(f"{where}: needs 'messages', a non-empty list")
