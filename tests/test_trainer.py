@@ -454,3 +454,18 @@ def test_kl_to_the_reference_model(base):
     assert history[1]["kl"] > 1e-6
     assert all(np.array_equal(a, b) for a, b in zip(ref_before, leaves(tr.ref_params)))
     assert tr.ref_params is not tr.params
+
+
+def test_a_reward_term_returning_nan_skips_the_step_not_the_run(base, caplog, monkeypatch):
+    """A term that returns NaN for one prompt is reported with the term and prompt, and that step's update
+    is skipped; the run goes on."""
+    monkeypatch.setitem(R.REWARD_TERMS, "sometimes_nan", R.RewardTerm(
+        "sometimes_nan", lambda t, meta=None: float("nan") if t.sample_index == 1 else 0.0, None))
+    reward = R.RewardFunction(R.RewardConfig(weights={"target": 1.0, "sometimes_nan": 1.0}))
+    tr = trainer(base, None, settings(steps=1, checkpoint_every=0, max_consecutive_skips=2), reward=reward)
+    history = []
+    with caplog.at_level(logging.WARNING, logger="ascl_jax"):
+        tr.run(on_step=lambda step, m: history.append(m))
+    assert history[0]["skipped"] == 1.0 and tr.step == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("'sometimes_nan' gave nan for prompt" in w for w in warnings), warnings

@@ -24,6 +24,7 @@ re-raised as `RewardTermError` naming the term and the prompt id; the trainer de
 from __future__ import annotations
 
 import ast
+import logging
 import math
 import operator
 import re
@@ -36,6 +37,8 @@ import numpy as np
 from ascl_jax.errors import ConfigError, UserError
 from ascl_jax.rl.judges import JUDGES, Judge, RefusalJudge, TemplateJudge, Verdict, make_judge
 from ascl_jax.rollout.trajectory import Trajectory
+
+log = logging.getLogger("ascl_jax")
 
 CLASSES = ("harmful", "benign", "utility", "sensitive")
 ACTIONS = ("refuse", "comply")
@@ -353,12 +356,14 @@ class RewardFunction:
             try:
                 applies = term.applies(meta)
                 value = float(term.fn(trajectory, meta, **self._kwargs(term, verdict))) if applies else 0.0
-                if not math.isfinite(value):
-                    raise ValueError(f"returned a non-finite value {value!r}")
             except RewardTermError:
                 raise
             except Exception as e:
                 raise RewardTermError(term.name, trajectory.prompt.id, e) from e
+            if not math.isfinite(value):
+                # Kept, not raised: the trainer skips the update of a batch with a non-finite reward
+                # and says which prompts; the run goes on.
+                log.warning("reward term %r gave %r for prompt %r", term.name, value, trajectory.prompt.id)
             values[term.name] = value
             masks[term.name] = applies
             total += float(self.config.weights[term.name]) * value
