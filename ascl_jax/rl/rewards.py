@@ -44,8 +44,9 @@ CLASSES = ("harmful", "benign", "utility", "sensitive")
 ACTIONS = ("refuse", "comply")
 
 
-class RewardTermError(Exception):
-    """A reward term failed on one example; names the term and the prompt id (the cause is chained)."""
+class RewardTermError(UserError):
+    """A reward term failed on one example; names the term and the prompt id (the cause is chained). A
+    UserError: the command line prints it on one line rather than as a traceback."""
 
     def __init__(self, term: str, prompt_id: str, cause: BaseException):
         self.term = term
