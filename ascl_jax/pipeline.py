@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jax
 import yaml
 
 from ascl_jax.chat.formats import ChatFormat, chat_format
@@ -68,6 +69,13 @@ def task_data(cfg: TrainConfig, fmt: ChatFormat) -> TaskData:
 
 def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Run every stage of `cfg`; returns {"results": {stage: summary}, "run_dir": ..., "report": ...}."""
+    if jax.process_count() > 1:
+        # The rollout's host loop and the trainer still read whole arrays; on several processes they
+        # would fail deep inside with arrays other processes own. Say so up front instead.
+        raise UserError(
+            f"{jax.process_count()} processes joined, but multi-process training is not supported yet; "
+            "run one process (all local devices) per run for now"
+        )
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     record = to_dict(cfg)

@@ -172,7 +172,7 @@ if [[ -n "$setup" ]]; then
 fi
 
 # 4. train on every worker (each is one JAX process; they join through jax.distributed)
-train="cd ~/ascl && . venv/bin/activate && ascl train config.yaml $(printf '%q ' "run_dir=$run_dir" "${overrides[@]}")"
+train="cd ~/ascl && . venv/bin/activate && ASCL_DISTRIBUTED=auto ascl train config.yaml $(printf '%q ' "run_dir=$run_dir" "${overrides[@]}")"
 echo "tpu_pod.sh: starting on all workers: $train"
 if [[ "$detach" -eq 1 ]]; then
   on_all_workers "cd ~/ascl && setsid nohup bash -c $(printf '%q' "$train") >train.log 2>&1 </dev/null &"

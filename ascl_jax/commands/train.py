@@ -120,6 +120,9 @@ class _Console:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from ascl_jax.parallel.distributed import initialize_from_env
+
+    initialize_from_env()  # before any JAX computation
     from ascl_jax.eval.report import write_report
     from ascl_jax.pipeline import run_training
 
