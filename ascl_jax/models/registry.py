@@ -5,6 +5,7 @@ parameters and tokenizer on a mesh, and exports back to an HF folder."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,8 +127,6 @@ def _load_gguf(path: Path, name: str, mesh: Mesh, rules: ShardingRules, over: di
 
 
 def _folder_chat_family(config_path: Path, cfg: ModelConfig) -> str | None:
-    import json
-
     # A folder this project exported records its chat format; others go by architecture.
     return json.loads(config_path.read_text()).get(CHAT_FORMAT_KEY) or _CHAT_FAMILY.get(cfg.architecture)
 
