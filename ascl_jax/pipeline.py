@@ -24,6 +24,7 @@ from ascl_jax.data.prompts import load_prompts
 from ascl_jax.errors import UserError
 from ascl_jax.eval.rollout_eval import evaluate
 from ascl_jax.models.registry import RUN_MODEL_DIR, LoadedModel, export_hf, load_model
+from ascl_jax.parallel.host import sync_processes
 from ascl_jax.parallel.mesh import make_mesh
 from ascl_jax.rl.rewards import RewardFunction
 from ascl_jax.rl.trainer import RLSettings, RLTrainer
@@ -69,18 +70,17 @@ def task_data(cfg: TrainConfig, fmt: ChatFormat) -> TaskData:
 
 def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Run every stage of `cfg`; returns {"results": {stage: summary}, "run_dir": ..., "report": ...}."""
-    if jax.process_count() > 1:
-        # The rollout's host loop and the trainer still read whole arrays; on several processes they
-        # would fail deep inside with arrays other processes own. Say so up front instead.
-        raise UserError(
-            f"{jax.process_count()} processes joined, but multi-process training is not supported yet; "
-            "run one process (all local devices) per run for now"
-        )
+    # Under several processes (jax.distributed) every process runs this same function; they share
+    # `run_dir` (a shared file system or gs://), process 0 writes the files, orbax checkpoints are
+    # written by all together.
+    lead = jax.process_index() == 0
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     record = to_dict(cfg)
     _check_same_config(run_dir, record)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    sync_processes("config checked")  # nobody reads config.yaml while process 0 rewrites it
+    if lead:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
 
     mesh = make_mesh(cfg.mesh)
     model = load_model(cfg.model, mesh=mesh, dtype=cfg.dtype, seed=cfg.seed)
@@ -98,6 +98,8 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
             summary, trajs = evaluate(m, fmt, data.tool_for, eval_prompts, cfg.rollout,
                                       max_new_tokens=cfg.eval.max_new_tokens)
             results[name] = summary
+            if not lead:
+                return
             with (run_dir / f"eval_{name}.jsonl").open("w") as f:
                 for t in trajs:
                     f.write(json.dumps(t.to_json()) + "\n")

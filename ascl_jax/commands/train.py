@@ -8,6 +8,7 @@ default), applied after an optional YAML file: `ascl train configs/demo.yaml rl.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,12 @@ def run_train(args: argparse.Namespace) -> int:
     extra = ([f"rl.advantage.estimator={args.algo}"] if args.algo else []) + (
         [f"method={args.method}"] if args.method else [])
     cfg = _config(args, extra)
-    ui = _Console()
-    with ui.progress:
+    import jax
+
+    # Every process runs the same stages; the console and the report are process 0's.
+    lead = jax.process_index() == 0
+    ui = _Console() if lead else None
+    with ui.progress if ui is not None else contextlib.nullcontext():
         out = run_training(cfg, ui)
         results = {f"{cfg.method}/{k}": v for k, v in out["results"].items()}
         notes = [f"model {cfg.model}, method {cfg.method}, advantage {cfg.rl.advantage.estimator}, seed {cfg.seed}"]
@@ -140,9 +145,10 @@ def run_train(args: argparse.Namespace) -> int:
             base_out = run_training(base, ui)
             results.update({f"context-distillation/{k}": v for k, v in base_out["results"].items()})
             notes.append("context-distillation: SFT on conversations that recite the rules, no tool, no RL")
-    path = write_report(Path(cfg.run_dir), "ASCL demo run" if cfg.data.task == "demo" else "ASCL run",
-                        results, out["metrics"], notes)
-    ui.table(f"results ({path})", results)
+    if ui is not None:
+        path = write_report(Path(cfg.run_dir), "ASCL demo run" if cfg.data.task == "demo" else "ASCL run",
+                            results, out["metrics"], notes)
+        ui.table(f"results ({path})", results)
     return 0
 
 

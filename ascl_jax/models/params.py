@@ -19,6 +19,7 @@ from ascl_jax.errors import WeightsError
 from ascl_jax.models.config import ModelConfig
 from ascl_jax.models.decoder import Decoder
 from ascl_jax.models.hf_names import hf_tensor_map
+from ascl_jax.parallel.host import to_host
 from ascl_jax.parallel.sharding import ShardingRules
 
 
@@ -127,11 +128,12 @@ def _place(source: TensorSource, name: str, transpose: bool, shape, dtype, shard
 
 
 def hf_tensors(cfg: ModelConfig, state: nnx.State, dtype: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
-    """(HF name, host array in HF layout) for every parameter, one at a time (gathers each to host)."""
+    """(HF name, host array in HF layout) for every parameter, one at a time (gathers each to host; a
+    collective under several processes: every process iterates)."""
     names = hf_tensor_map(cfg)
     for path, var in nnx.to_flat_state(state):
         hf = names[path]
-        arr = np.asarray(jax.device_get(var[...]))
+        arr = to_host(var[...])
         if dtype is not None:
             arr = arr.astype(jnp.dtype(dtype))
         yield hf.name, (arr.T if hf.transpose else arr)

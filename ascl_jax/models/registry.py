@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
 from flax import nnx
 from jax.sharding import Mesh
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -140,7 +141,8 @@ def _folder_tokenizer(path: Path) -> PreTrainedTokenizerBase | None:
 def export_hf(model: LoadedModel, folder: str | Path, dtype: str | None = None) -> Path:
     """Write `model` as an HF folder (config.json, safetensors, tokenizer files) that transformers loads.
 
-    Written atomically: the folder appears complete or not at all."""
+    Written atomically: the folder appears complete or not at all. Under several processes every process
+    calls it (each tensor is gathered from all of them) and process 0 writes."""
     cfg = model.config if dtype is None else dataclasses.replace(model.config, param_dtype=dtype)
     tokenizer = model.tokenizer
 
@@ -149,4 +151,9 @@ def export_hf(model: LoadedModel, folder: str | Path, dtype: str | None = None) 
             tokenizer.save_pretrained(str(tmp))
 
     hf_config = {**cfg.to_hf_dict(), CHAT_FORMAT_KEY: model.chat_family}
-    return write_hf_folder(folder, hf_config, hf_tensors(model.config, model.params, dtype), write_tokenizer)
+    tensors = hf_tensors(model.config, model.params, dtype)
+    if jax.process_index() != 0:
+        for _ in tensors:  # take part in the gathers
+            pass
+        return Path(folder)
+    return write_hf_folder(folder, hf_config, tensors, write_tokenizer)

@@ -22,6 +22,8 @@ def initialize_from_env(environ: dict[str, str] | None = None) -> bool:
         return False
     import jax
 
+    # CPU processes (tests, laptops) need a cross-process collectives backend; GPUs and TPUs ignore it.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if auto and not given:
         jax.distributed.initialize()
         return True

@@ -23,6 +23,7 @@ from ascl_jax.chat.formats import ChatFormat
 from ascl_jax.data.prompts import batch_prompts, prompt_batches
 from ascl_jax.errors import UserError
 from ascl_jax.models.registry import LoadedModel
+from ascl_jax.parallel.host import put_global, to_host
 from ascl_jax.parallel.sharding import batch_sharding
 from ascl_jax.rl.advantages import behaviour_keys, get_advantage_estimator
 from ascl_jax.rl.batch import pack, rl_loss, sequence_logprobs
@@ -191,7 +192,7 @@ class RLTrainer:
         )
         adv, weights = self.estimator(jnp.asarray(total, jnp.float32), behaviour, g, **rl.advantage.estimator_options())
         host = pack(trajs, model.config.pad_token_id or 0)
-        put = lambda x: jax.device_put(x, batch_sharding(model.mesh, model.rules, x.shape))  # noqa: E731
+        put = lambda x: put_global(x, batch_sharding(model.mesh, model.rules, x.shape))  # noqa: E731
         tokens = put(host["tokens"])
         with jax.set_mesh(model.mesh):
             old_lp, entropy = sequence_logprobs(model.graphdef, self.params, tokens, temperature=self.temperature,
@@ -212,7 +213,7 @@ class RLTrainer:
                 out = m
         mask = host["loss_mask"]
         tokens_n = max(float(mask.sum()), 1.0)
-        sampler, trainer = host["sampler_logprobs"], np.asarray(old_lp)
+        sampler, trainer = host["sampler_logprobs"], to_host(old_lp)
         agree = np.abs(sampler - trainer) * mask
         res: dict[str, Any] = {
             "loss": float(out["loss"]),
@@ -220,7 +221,7 @@ class RLTrainer:
             "skipped": skipped,
             "clip_frac": float(out["clip_frac_sum"]) / max(float(out["token_count"]), 1.0),
             "kl": float(out["kl_sum"]) / max(float(out["token_count"]), 1.0),
-            "entropy": float((np.asarray(entropy) * mask).sum() / tokens_n),
+            "entropy": float((to_host(entropy) * mask).sum() / tokens_n),
             "sampler_trainer_logprob_abs_diff": float(agree.sum() / tokens_n),
             "sampler_trainer_logprob_max_diff": float(agree.max()),
             "advantage_abs_mean": float(np.abs(np.asarray(adv)).mean()),

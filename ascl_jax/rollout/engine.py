@@ -22,7 +22,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ascl_jax.models.config import ModelConfig
-from ascl_jax.models.decoder import KVCache, init_cache
+from ascl_jax.models.decoder import CACHE_AXES, KVCache, init_cache
+from ascl_jax.parallel.sharding import ShardingRules, constrain
 from ascl_jax.rollout.sampling import SamplingConfig, sample
 
 RUNNING, STOP_EOS, STOP_TOOL_CALL, STOP_LENGTH = 0, 1, 2, 3
@@ -70,6 +71,19 @@ def _forward(graphdef: nnx.GraphDef, params: nnx.State, tokens, positions, cache
     model = nnx.merge(graphdef, params)
     hidden, cache = model.hidden_states(tokens, positions, cache, offsets)
     return model, hidden, cache
+
+
+def _placed(state: DecodeState, rules: ShardingRules) -> DecodeState:
+    """`state` with every array's rows over the batch axes (the cache as the model lays it out).
+
+    Fixed placement means the same layout after prefill, decode and extend (no recompiles), a KV cache
+    never replicated on every device, and the same rows on the same process throughout a rollout, which
+    the multi-process host loop relies on."""
+    rows = lambda x: constrain(x, rules, ("batch",) + (None,) * (x.ndim - 1))  # noqa: E731
+    cache = KVCache(k=tuple(constrain(k, rules, CACHE_AXES) for k in state.cache.k),
+                    v=tuple(constrain(v, rules, CACHE_AXES) for v in state.cache.v))
+    return DecodeState(cache, rows(state.tokens), rows(state.sampled), rows(state.logprobs), rows(state.seq_len),
+                       rows(state.limit), rows(state.stop), rows(state.row_keys))
 
 
 def _sample_into(state: DecodeState, logits, rows, sampling: SamplingConfig, stops: StopTokens) -> DecodeState:
@@ -133,7 +147,7 @@ def prefill(
         stop=jnp.where(seq_len >= limit, STOP_LENGTH, RUNNING).astype(jnp.int32),
         row_keys=row_keys,
     )
-    return _sample_into(state, rep(logits), state.stop == RUNNING, sampling, stops)
+    return _placed(_sample_into(state, rep(logits), state.stop == RUNNING, sampling, stops), model.rules)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "n_steps", "sampling", "stops"), donate_argnames=("state",))
@@ -164,7 +178,8 @@ def decode_chunk(
         s = DecodeState(cache, s.tokens, s.sampled, s.logprobs, s.seq_len, s.limit, s.stop, s.row_keys)
         return i + 1, _sample_into(s, logits, running, sampling, stops)
 
-    return jax.lax.while_loop(cond, body, (jnp.int32(0), state))[1]
+    rules = nnx.merge(graphdef, params).rules
+    return _placed(jax.lax.while_loop(cond, body, (jnp.int32(0), _placed(state, rules)))[1], rules)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "stops"), donate_argnames=("state",))
@@ -204,4 +219,4 @@ def extend(
     seq_len = state.seq_len + jnp.where(rows, new_lens, 0)
     stop = jnp.where(rows, jnp.where(seq_len >= state.limit, STOP_LENGTH, RUNNING), state.stop)
     s = DecodeState(cache, tokens, sampled, logprobs, seq_len, state.limit, stop, state.row_keys)
-    return _sample_into(s, logits, rows & (stop == RUNNING), sampling, stops), logits
+    return _placed(_sample_into(s, logits, rows & (stop == RUNNING), sampling, stops), model.rules), logits

@@ -20,6 +20,15 @@ from ascl_jax.chat.formats import ChatFormat
 from ascl_jax.chat.toolcall import ToolCall, ToolCallConfig
 from ascl_jax.errors import ConfigError, UserError
 from ascl_jax.models.registry import LoadedModel
+from ascl_jax.parallel.host import (
+    allgather,
+    allgather_objects,
+    local_rows,
+    owned_rows,
+    put_global,
+    read_local,
+    row_sharding,
+)
 from ascl_jax.rollout.engine import (
     RUNNING,
     STOP_EOS,
@@ -137,29 +146,32 @@ def run_rollout(
     with jax.set_mesh(model.mesh):
         state = prefill(graphdef, params, jnp.asarray(batch), jnp.asarray(lens), keys, jnp.asarray(limit),
                         cfg=model.config, group_size=g, capacity=cfg.capacity, sampling=cfg.sampling, stops=stops)
+        # Under several processes each answers the tool calls of the rows its devices hold.
+        mine = local_rows(state.stop.shape, state.stop.sharding)
         while True:
             state = decode_chunk(graphdef, params, state, n_steps=cfg.decode_chunk, sampling=cfg.sampling,
                                  stops=stops)
-            stop = np.asarray(state.stop)
-            waiting = np.nonzero(stop == STOP_TOOL_CALL)[0]
-            if len(waiting):
-                t0 = time.perf_counter()
-                state, extended = _tool_turns(model, fmt, tools, cfg, state, waiting, rows, stops)
-                tool_seconds += time.perf_counter() - t0
-                extend_calls += extended
-                stop = np.asarray(state.stop)
-            if not (stop == RUNNING).any():
+            t0 = time.perf_counter()
+            state, extended = _tool_turns(model, fmt, tools, cfg, state, mine, rows, stops)
+            tool_seconds += time.perf_counter() - t0
+            extend_calls += extended
+            running = bool((read_local(state.stop)[mine] == RUNNING).any())
+            if not allgather(np.array(running)).any():
                 break
     trajectories = _trajectories(fmt, prompts, cfg, state, rows, lens)
     total = time.perf_counter() - start
     return Rollout(trajectories, total - tool_seconds, tool_seconds, extend_calls)
 
 
-def _tool_turns(model, fmt, tools, cfg, state, waiting, rows, stops):
-    """Answer every waiting row's call and splice all the deltas with one extend call.
+def _tool_turns(model, fmt, tools, cfg, state, mine, rows, stops):
+    """Answer the calls of this process's waiting rows (`mine`: the rows it holds) and splice every
+    process's deltas with one extend call, which all processes make together when any has a delta.
 
     Returns (state, 1 if extend ran else 0); the extend's device time is counted as tool time."""
-    tokens, seq_len, limit = np.asarray(state.tokens), np.asarray(state.seq_len), np.asarray(state.limit)
+    stop = read_local(state.stop).copy()  # written below where the host stops a row
+    waiting = mine[stop[mine] == STOP_TOOL_CALL].tolist()
+    if len(waiting):
+        tokens, seq_len, limit = read_local(state.tokens), read_local(state.seq_len), read_local(state.limit)
     deltas: dict[int, list[int]] = {}
     for r in waiting:
         row = rows[r]
@@ -179,27 +191,26 @@ def _tool_turns(model, fmt, tools, cfg, state, waiting, rows, stops):
             continue
         deltas[r] = delta
         row.turn_start = int(seq_len[r]) + len(delta)
-    stop_update = np.asarray(state.stop).copy()
-    for r in waiting:
-        if rows[r].host_stop is not None:
-            stop_update[r] = STOP_LENGTH if rows[r].host_stop == "length" else STOP_EOS
-    if deltas:
-        width = bucket(max(len(d) for d in deltas.values()), cfg.extend_bucket)
-        new = np.zeros((len(rows), width), np.int32)
-        new_lens = np.zeros(len(rows), np.int32)
-        for r, d in deltas.items():
-            new[r, : len(d)] = d
-            new_lens[r] = len(d)
-        state = _set_stop(state, stop_update)
-        state, _ = extend(model.graphdef, model.params, state, jnp.asarray(new), jnp.asarray(new_lens),
-                          sampling=cfg.sampling, stops=stops)
-        return state, 1
-    return _set_stop(state, stop_update), 0
-
-
-def _set_stop(state, stop: np.ndarray):
-    # Same sharding as before: a different input layout would compile decode_chunk anew.
-    return dataclasses.replace(state, stop=jax.device_put(stop.astype(np.int32), state.stop.sharding))
+    host_stopped = [r for r in waiting if rows[r].host_stop is not None]
+    for r in host_stopped:
+        stop[r] = STOP_LENGTH if rows[r].host_stop == "length" else STOP_EOS
+    if host_stopped:
+        state = dataclasses.replace(state, stop=put_global(stop.astype(np.int32), state.stop.sharding))
+    # The extend's width is the same on every process: the widest delta anywhere.
+    longest = int(allgather(np.array(max((len(d) for d in deltas.values()), default=0))).max())
+    if not longest:
+        return state, 0
+    width = bucket(longest, cfg.extend_bucket)
+    new = np.zeros((len(rows), width), np.int32)
+    new_lens = np.zeros(len(rows), np.int32)
+    for r, d in deltas.items():
+        new[r, : len(d)] = d
+        new_lens[r] = len(d)
+    # Same layout as the state's rows: another layout would compile extend anew.
+    state, _ = extend(model.graphdef, model.params, state,
+                      put_global(new, row_sharding(state.tokens.sharding)),
+                      put_global(new_lens, state.seq_len.sharding), sampling=cfg.sampling, stops=stops)
+    return state, 1
 
 
 def _answer(call, fmt: ChatFormat, tool: ConsultSafetyRulesTool, cfg: RolloutConfig) -> ToolTurn:
@@ -222,16 +233,19 @@ def _bounded(fmt: ChatFormat, text: str, max_tokens: int) -> tuple[str, bool]:
 
 
 def _trajectories(fmt, prompts, cfg, state, rows, lens) -> list[Trajectory]:
-    tokens, seq_len = np.asarray(state.tokens), np.asarray(state.seq_len)
-    sampled, logprobs, stop = np.asarray(state.sampled), np.asarray(state.logprobs), np.asarray(state.stop)
+    """Every row's Trajectory, in row order, on every process: each builds those of the rows it owns and
+    they are exchanged, so rewards, advantages and logs see the whole batch everywhere."""
+    tokens, seq_len = read_local(state.tokens), read_local(state.seq_len)
+    sampled, logprobs, stop = read_local(state.sampled), read_local(state.logprobs), read_local(state.stop)
     out = []
-    for r, row in enumerate(rows):
+    for r in owned_rows(state.stop.shape, state.stop.sharding).tolist():
+        row = rows[r]
         gid, n, plen = r // cfg.group_size, int(seq_len[r]), int(lens[r // cfg.group_size])
         reason = row.host_stop or {STOP_EOS: "eos", STOP_LENGTH: "length"}.get(int(stop[r]), "error")
         completion = fmt.decode(tokens[r, plen:n])
         answer_end = n - 1 if reason == "eos" else n  # without the eos token itself
         last_turn = fmt.decode(tokens[r, min(row.turn_start, answer_end) : answer_end])
-        out.append(Trajectory(
+        out.append((r, Trajectory(
             prompt=prompts[gid],
             group_id=gid,
             sample_index=r % cfg.group_size,
@@ -243,5 +257,6 @@ def _trajectories(fmt, prompts, cfg, state, rows, lens) -> list[Trajectory]:
             stop_reason=reason,
             completion_text=completion,
             final_answer=fmt.final_answer(last_turn) if reason == "eos" else "",
-        ))
-    return out
+        )))
+    every = sorted((pair for part in allgather_objects(out) for pair in part), key=lambda pair: pair[0])
+    return [t for _, t in every]

@@ -13,6 +13,7 @@ import numpy as np
 from ascl_jax.data.prompts import prompt_batches
 from ascl_jax.errors import ConfigError
 from ascl_jax.models.registry import LoadedModel
+from ascl_jax.parallel.host import put_global
 from ascl_jax.parallel.sharding import batch_sharding
 from ascl_jax.sft.loss import sft_loss
 from ascl_jax.training.checkpoint import Checkpointer, model_record, restore_newest
@@ -80,7 +81,7 @@ class SFTTrainer:
         while self.step < self.cfg.steps:
             t0 = time.perf_counter()
             idx = np.asarray(self.batches[self.step])
-            batch = {k: jax.device_put(v[idx], batch_sharding(self.model.mesh, self.model.rules, v[idx].shape))
+            batch = {k: put_global(v[idx], batch_sharding(self.model.mesh, self.model.rules, v[idx].shape))
                      for k, v in self.data.items()}
             with jax.set_mesh(self.model.mesh):
                 self.params, self.opt_state, m = update_step(
@@ -94,7 +95,7 @@ class SFTTrainer:
                 "sft/grad_norm": float(m["grad_norm"]),
                 "sft/learning_rate": float(self.lr(self.step)),
                 "sft/skipped": float(m["skipped"]),
-                "sft/tokens_per_s": float(np.asarray(batch["tokens"]).size) / (time.perf_counter() - t0),
+                "sft/tokens_per_s": float(batch["tokens"].size) / (time.perf_counter() - t0),
             }
             self.step += 1
             if self.metrics is not None:
