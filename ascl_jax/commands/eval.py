@@ -2,10 +2,15 @@
 (with the consult_safety_rules tool) and write results.json, report.md, report.html and plots.
 
   ascl eval --model M [--model M2 ...] --benchmarks xstest strongreject-small [--limit N] [--out DIR]
-            [--judge refusal|llama_guard|wildguard --judge-model PATH] [--data-dir D] [--rules FILE]
+            [--judge refusal|llama_guard|wildguard|strongreject_rubric --judge-model PATH]
+            [--judge-max-new-tokens N] [--data-dir D] [--rules FILE]
             [--no-tools] [--max-new-tokens N] [--json]
   ascl eval report DIR1 DIR2 ... --out DIR     one table with a column per model of earlier evaluations
   ascl eval refusal-detector --labelled FILE.csv [--json]   the offline refusal detector against human labels
+
+Judges: the offline refusal detector (default); guard models (llama_guard, wildguard) and the StrongREJECT
+rubric (strongreject_rubric: any instruction-tuned model, prompted through its chat template; reports the
+mean StrongREJECT score on harmful prompts), run from a local checkpoint by this project's model code.
 
 A benchmark is a name (see --list-benchmarks) or name=PATH for a local file. Finished items are cached in
 DIR/cache/, so an evaluation that was killed resumes where it stopped, with the same final numbers."""
@@ -21,6 +26,8 @@ from pathlib import Path
 from ascl_jax.errors import UserError
 
 DEFAULT_BENCHMARKS = ["xstest", "strongreject-small"]
+# ascl_jax.rl.judges.EVAL_JUDGES, written out so that building the parser imports no numpy (a test checks they agree)
+JUDGE_CHOICES = ("refusal", "llama_guard", "wildguard", "strongreject_rubric")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,10 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-benchmarks", action="store_true", help="list the known benchmarks and exit")
     p.add_argument("--limit", type=int, default=None, help="the first N prompts of each benchmark")
     p.add_argument("--out", default="eval-results", help="output folder (results, report, item cache)")
-    p.add_argument("--judge", choices=("refusal", "llama_guard", "wildguard"), default="refusal",
-                   help="who decides refusal / harm: the offline detector or a guard model")
-    p.add_argument("--judge-model", default=None, help="local checkpoint folder of the guard model")
-    p.add_argument("--judge-max-new-tokens", type=int, default=32, help="tokens the guard model may write")
+    p.add_argument("--judge", choices=JUDGE_CHOICES, default="refusal",
+                   help="who decides refusal / harm: the offline detector, a guard model or the StrongREJECT rubric")
+    p.add_argument("--judge-model", default=None, help="local checkpoint folder of the judge model")
+    p.add_argument("--judge-max-new-tokens", type=int, default=None,
+                   help="tokens the judge model may write (default: 32 for guard models, 512 for strongreject_rubric)")
     p.add_argument("--data-dir", default=None,
                    help="folder holding the benchmark files (default: ../shared/data/benchmarks of the repo)")
     p.add_argument("--hub", action="store_true",
@@ -96,7 +104,7 @@ def model_labels(specs: list[str]) -> list[str]:
 def run_eval(args: argparse.Namespace) -> int:
     from ascl_jax.eval.benchmarks import BENCHMARKS, load_benchmark, resolve_benchmark
     from ascl_jax.eval.report import eval_table_rows, markdown_table, write_eval_report
-    from ascl_jax.eval.runner import EvalConfig, evaluate_benchmarks, make_eval_judge, stderr_log
+    from ascl_jax.eval.runner import EvalConfig, evaluate_benchmarks, judge_budget, make_eval_judge, stderr_log
     from ascl_jax.models.registry import load_model
     from ascl_jax.rules import default_rulebook, load_rulebook
 
@@ -119,9 +127,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise UserError(f"--benchmarks names a benchmark twice: {' '.join(specs)}")
     if args.judge == "refusal" and args.judge_model:
-        raise UserError("--judge-model is for guard-model judges; add --judge llama_guard or --judge wildguard")
+        raise UserError("--judge-model is for guard-model judges; add --judge llama_guard, wildguard or "
+                        "strongreject_rubric")
     if args.judge != "refusal" and not args.judge_model:
-        raise UserError(f"--judge {args.judge} needs --judge-model PATH (a local checkpoint of the guard model)")
+        raise UserError(f"--judge {args.judge} needs --judge-model PATH (a local checkpoint of the judge model)")
     benchmarks = {n: load_benchmark(s, args.data_dir, hub=args.hub, limit=args.limit) for n, s in zip(names, specs)}
     rulebook = None if args.no_tools else (load_rulebook(args.rules) if args.rules else default_rulebook())
     cfg = EvalConfig(max_new_tokens=args.max_new_tokens, max_tool_calls=args.max_tool_calls,
@@ -135,7 +144,9 @@ def run_eval(args: argparse.Namespace) -> int:
     for spec, label in zip(args.model, model_labels(args.model)):
         model = load_model(spec, dtype=args.dtype)
         models[label] = evaluate_benchmarks(model, benchmarks, out, judge, rulebook, cfg, label=label,
-                                            model_spec=spec, judge_spec=args.judge_model, log=log)
+                                            model_spec=spec, judge_spec=args.judge_model,
+                                            judge_max_new_tokens=judge_budget(args.judge, args.judge_max_new_tokens),
+                                            log=log)
         del model
     notes = [f"benchmarks: {', '.join(f'{n} ({len(p)} prompts)' for n, p in benchmarks.items())}"
              + (f", first {args.limit} of each" if args.limit else ""),

@@ -107,8 +107,9 @@ def write_report(run_dir: Path, title: str, results: dict[str, dict[str, Any]], 
 # `ascl eval` results: {label: {"model", "config", "benchmarks": {name: metrics}, "overall": metrics}}, metrics
 # as `ascl_jax.eval.runner.compute_metrics` returns them (point estimates, "ci", "by_category").
 
-EVAL_ROWS = ("n", "safety_rate", "over_refusal_rate", "utility_accuracy", "consult_rate", "consult_rate/harmful",
-             "consult_rate/benign", "consult_rate/utility", "rules_retrieved", "answered_rate", "judge_parse_errors")
+EVAL_ROWS = ("n", "safety_rate", "strongreject_score", "over_refusal_rate", "utility_accuracy", "consult_rate",
+             "consult_rate/harmful", "consult_rate/benign", "consult_rate/utility", "rules_retrieved", "answered_rate",
+             "judge_parse_errors")
 
 
 def _with_ci(metrics: dict[str, Any], key: str) -> str:
@@ -158,21 +159,39 @@ def _category_score(m: dict[str, Any]) -> tuple[str, float | None]:
     return "", None
 
 
+def _bench(m: dict[str, Any], bench: str) -> dict[str, Any]:
+    return (m.get("benchmarks") or {}).get(bench) or {}
+
+
+def _has_rubric_score(models: dict[str, dict[str, Any]]) -> bool:
+    return any(b.get("strongreject_score") is not None
+               for m in models.values() for b in (m.get("benchmarks") or {}).values())
+
+
+def category_columns(models: dict[str, dict[str, Any]], bench: str) -> tuple[str, ...]:
+    """The per-model columns of `bench`'s category table: the score and the consult rate, and the mean
+    StrongREJECT score where a model was judged by the rubric on it."""
+    with_rubric = any(_bench(m, bench).get("strongreject_score") is not None for m in models.values())
+    return ("score", "consult rate", *(("StrongREJECT",) if with_rubric else ()))
+
+
 def category_table_rows(models: dict[str, dict[str, Any]], bench: str) -> list[tuple[str, list[str]]]:
     """Per category of `bench`: the category's score (safety rate, over-refusal rate or accuracy, by its
-    class) and consult rate, two cells per model."""
+    class), consult rate and, where `category_columns` has it, StrongREJECT score: those cells per model."""
+    with_rubric = "StrongREJECT" in category_columns(models, bench)
     cats: list[str] = []
     for m in models.values():
-        cats += [c for c in (m.get("benchmarks", {}).get(bench) or {}).get("by_category", {}) if c not in cats]
+        cats += [c for c in _bench(m, bench).get("by_category", {}) if c not in cats]
     rows = []
     for c in cats:
         cells = []
         for m in models.values():
-            cm = ((m.get("benchmarks", {}).get(bench) or {}).get("by_category") or {}).get(c) or {}
+            cm = (_bench(m, bench).get("by_category") or {}).get(c) or {}
             key, _ = _category_score(cm)
             cells += [f"{key.replace('_', ' ')} {_with_ci(cm, key)}" if key else "–", _with_ci(cm, "consult_rate")]
-        n = max(((m.get("benchmarks", {}).get(bench) or {}).get("by_category") or {}).get(c, {}).get("n", 0)
-                for m in models.values())
+            if with_rubric:
+                cells.append(_with_ci(cm, "strongreject_score"))
+        n = max((_bench(m, bench).get("by_category") or {}).get(c, {}).get("n", 0) for m in models.values())
         rows.append((f"{c} (n={n})", cells))
     return rows
 
@@ -264,25 +283,30 @@ def write_eval_report(out_dir: Path, models: dict[str, dict[str, Any]], title: s
     benches: list[str] = []
     for m in models.values():
         benches += [b for b in m.get("benchmarks", {}) if b not in benches]
-    cat_header = ["category"] + [f"{n}: {h}" for n in names for h in ("score", "consult rate")]
     judge = {n: (m.get("config") or {}).get("judge") for n, m in models.items()}
-    notes = ["models: " + ", ".join(f"{n} = {m.get('model')}" for n, m in models.items()),
+    lines = ["models: " + ", ".join(f"{n} = {m.get('model')}" for n, m in models.items()),
              "judge: " + ", ".join(f"{n}: {j}" for n, j in judge.items()),
              "values: point estimate [95% bootstrap interval]; safety_rate = 1 − attack success on harmful "
-             "prompts; over_refusal_rate = refusals on benign prompts", *notes]
+             "prompts; over_refusal_rate = refusals on benign prompts"]
+    if _has_rubric_score(models):
+        lines.append("strongreject_score = mean StrongREJECT rubric score on harmful prompts (0 = refused or "
+                     "useless, 1 = fully convincing and specific); unreadable judge outputs are left out of it and "
+                     "counted in judge_parse_errors")
+    lines += list(notes)
 
-    md = [f"# {title}", "", markdown_table(["metric", *names], main_rows), ""] + [f"- {n}" for n in notes]
+    md = [f"# {title}", "", markdown_table(["metric", *names], main_rows), ""] + [f"- {n}" for n in lines]
     html = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
             "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin:1em 0}"
             "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px} th{background:#eee}</style></head><body>",
             f"<h1>{escape(title)}</h1>", html_table(["metric", *names], main_rows), "<ul>"]
-    html += [f"<li>{escape(n)}</li>" for n in notes] + ["</ul>"]
+    html += [f"<li>{escape(n)}</li>" for n in lines] + ["</ul>"]
     for img, caption in ((scatter, "Safety against utility"), (bars, "Consult rate per category")):
         if img:
             md += ["", f"## {caption}", "", f"![{caption.lower()}]({img.name})"]
             html += [f"<h2>{escape(caption)}</h2>", f"<img src='{escape(img.name)}' alt='{escape(caption)}'>"]
     for b in benches:
         rows = category_table_rows(models, b)
+        cat_header = ["category"] + [f"{n}: {h}" for n in names for h in category_columns(models, b)]
         if rows:
             md += ["", f"## {b}: per category", "", markdown_table(cat_header, rows)]
             html += [f"<h2>{escape(b)}: per category</h2>", html_table(cat_header, rows)]
