@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shorthand for method=...")
     p.add_argument("--no-baseline", action="store_true",
                    help="do not also train the context-distillation baseline on the demo")
+    d = p.add_argument_group("several processes (jax.distributed; flags win over ASCL_* variables)")
+    d.add_argument("--coordinator-address", metavar="HOST:PORT", help="process 0's address (ASCL_COORDINATOR_ADDRESS)")
+    d.add_argument("--num-processes", metavar="N", help="how many processes (ASCL_NUM_PROCESSES)")
+    d.add_argument("--process-id", metavar="I", help="this process, 0..N-1 (ASCL_PROCESS_ID)")
+    d.add_argument("--distributed-auto", action="store_true",
+                   help="let JAX detect the cluster (TPU VMs, SLURM) (ASCL_DISTRIBUTED=auto)")
     p.set_defaults(func=run_train)
     c = sub.add_parser("compare", help="the same run under several advantage estimators, side by side",
                        description=__doc__, epilog=_options_epilog(), formatter_class=fmt)
@@ -123,7 +130,14 @@ class _Console:
 def run_train(args: argparse.Namespace) -> int:
     from ascl_jax.parallel.distributed import initialize_from_env
 
-    initialize_from_env()  # before any JAX computation
+    env = dict(os.environ)
+    for flag, var in (("coordinator_address", "ASCL_COORDINATOR_ADDRESS"), ("num_processes", "ASCL_NUM_PROCESSES"),
+                      ("process_id", "ASCL_PROCESS_ID")):
+        if getattr(args, flag) is not None:
+            env[var] = getattr(args, flag)
+    if args.distributed_auto:
+        env["ASCL_DISTRIBUTED"] = "auto"
+    initialize_from_env(env)  # before any JAX computation
     from ascl_jax.eval.report import write_report
     from ascl_jax.pipeline import run_training
 
