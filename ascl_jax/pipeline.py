@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import yaml
+from etils import epath
 
 from ascl_jax.chat.formats import ChatFormat, chat_format
 from ascl_jax.config_io import to_dict
@@ -71,9 +72,12 @@ def task_data(cfg: TrainConfig, fmt: ChatFormat) -> TaskData:
 def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Run every stage of `cfg`; returns {"results": {stage: summary}, "run_dir": ..., "report": ...}."""
     # Under several processes (jax.distributed) every process runs this same function; they share
-    # `run_dir` (a shared file system or gs://), process 0 writes the files, orbax checkpoints are
+    # `run_dir` (a shared file system), process 0 writes the files, orbax checkpoints are
     # written by all together.
     lead = jax.process_index() == 0
+    if "://" in cfg.run_dir:
+        raise UserError(f"run_dir={cfg.run_dir}: give a local or mounted folder (shared by all processes); "
+                        "checkpoints can go to a URL with checkpoint.directory=gs://...")
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     record = to_dict(cfg)
@@ -91,6 +95,7 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
     metrics = MetricsLog(run_dir)
     results: dict[str, dict[str, Any]] = {}
     keep = cfg.checkpoint.keep
+    checkpoints = epath.Path(cfg.checkpoint.directory) if cfg.checkpoint.directory else run_dir / "checkpoints"
     eval_prompts = data.eval[: cfg.eval.max_prompts]
 
     def run_eval(name: str, m: LoadedModel) -> None:
@@ -109,7 +114,7 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
         examples = [encode_conversation(fmt, c) for c in data.sft]
         packed = pack_examples(examples, model.config.pad_token_id or 0, cfg.sft.max_tokens)
         sft = SFTTrainer(model, packed, dataclasses.replace(cfg.sft, steps=sft_steps), cfg.seed, metrics,
-                         Checkpointer(run_dir / "checkpoints" / "sft", keep), record)
+                         Checkpointer(checkpoints / "sft", keep), record)
         sft.restore_latest()
         sft.run(cfg.checkpoint.every, on_step=_stage(progress, "sft", sft_steps))
         model = sft.current_model()
@@ -119,7 +124,7 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
         settings = RLSettings(seed=cfg.seed, rollout=cfg.rollout, rl=cfg.rl, optimizer=cfg.optimizer,
                               checkpoint_every=cfg.checkpoint.every)
         trainer = RLTrainer(model, fmt, data.tool_for, data.train, RewardFunction(cfg.rewards), settings, metrics,
-                            Checkpointer(run_dir / "checkpoints" / "rl", keep), record, step_offset=sft_steps)
+                            Checkpointer(checkpoints / "rl", keep), record, step_offset=sft_steps)
         if not trainer.restore_latest():
             metrics.truncate_after(sft_steps)
         trainer.run(on_step=_stage(progress, "rl", cfg.rl.steps))

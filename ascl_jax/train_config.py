@@ -39,6 +39,9 @@ class DataConfig:
 class CheckpointConfig:
     every: int = 10  # steps between checkpoints (0: only at the end of a stage)
     keep: int = 2
+    # Where checkpoints go (default: RUN_DIR/checkpoints). A URL such as gs://BUCKET/PATH is written by
+    # orbax and tensorstore directly, which is how multi-host TPU runs should keep them.
+    directory: str | None = None
 
 
 @dataclass(frozen=True)

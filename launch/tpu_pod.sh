@@ -13,7 +13,9 @@ usage: launch/tpu_pod.sh --name NAME --zone ZONE --bucket gs://BUCKET/PATH --con
 required:
   --name NAME              TPU VM name (reused when it exists, created otherwise)
   --zone ZONE              e.g. us-central2-b, us-west4-a
-  --bucket gs://B/PATH     run_dir of the run: config, metrics, checkpoints, final model, report
+  --bucket gs://B/PATH     where the run goes: checkpoints to gs://B/PATH/checkpoints (orbax writes them
+                           through tensorstore), the rest of the run folder (config, metrics, final model,
+                           report) to run_dir (below)
   --config FILE            the run config (YAML), e.g. configs/qwen3-8b-tpu-v5p-32.yaml; copied to every worker
   --accelerator-type TYPE  slice type, e.g. v5litepod-8, v5p-32, v4-32, v6e-8 (needed only to create)
 
@@ -26,8 +28,9 @@ options:
   --ref REF                branch, tag or commit (default: this checkout's HEAD commit; push it first)
   --setup CMD              a shell command run on every worker before training, e.g. to fetch the
                            model: "gcloud storage cp -r gs://B/Qwen3-8B /tmp/models/"
-  --no-mount               pass run_dir=gs://... to ascl as is (default: mount the bucket with gcsfuse
-                           at /gcs/BUCKET on every worker and use run_dir=/gcs/BUCKET/PATH)
+  --no-mount               keep run_dir on the workers' disks (~/ascl/run: process 0 writes there) and
+                           only the checkpoints on gs:// (default: mount the bucket with gcsfuse at
+                           /gcs/BUCKET on every worker and use run_dir=/gcs/BUCKET/PATH)
   --skip-install           do not (re)install ascl_jax on the workers
   --detach                 start training in the background and return (log: ~/ascl/train.log on each
                            worker); default: stream the workers' output until training ends
@@ -84,7 +87,7 @@ fi
 [[ -f "$config" ]] || die "--config $config: no such file"
 for o in "${overrides[@]}"; do
   [[ "$o" == *=* ]] || die "after --, give key=value overrides; got: $o"
-  [[ "$o" != run_dir=* ]] || die "run_dir comes from --bucket; do not override it after --"
+  [[ "$o" != run_dir=* && "$o" != checkpoint.directory=* ]] || die "run_dir and checkpoint.directory come from --bucket; do not override them after --"
 done
 command -v gcloud >/dev/null || die "gcloud not found: install the Google Cloud CLI (https://cloud.google.com/sdk/docs/install)"
 
@@ -102,8 +105,9 @@ bucket_name="${bucket_path%%/*}"
 if [[ "$mount" -eq 1 ]]; then
   run_dir="/gcs/$bucket_path"
 else
-  run_dir="$bucket"
+  run_dir="run"
 fi
+checkpoints="${bucket%/}/checkpoints"
 
 tpu=(compute tpus tpu-vm)
 where=(--zone "$zone")
@@ -172,7 +176,7 @@ if [[ -n "$setup" ]]; then
 fi
 
 # 4. train on every worker (each is one JAX process; they join through jax.distributed)
-train="cd ~/ascl && . venv/bin/activate && ASCL_DISTRIBUTED=auto ascl train config.yaml $(printf '%q ' "run_dir=$run_dir" "${overrides[@]}")"
+train="cd ~/ascl && . venv/bin/activate && ASCL_DISTRIBUTED=auto ascl train config.yaml $(printf '%q ' "run_dir=$run_dir" "checkpoint.directory=$checkpoints" "${overrides[@]}")"
 echo "tpu_pod.sh: starting on all workers: $train"
 if [[ "$detach" -eq 1 ]]; then
   on_all_workers "cd ~/ascl && setsid nohup bash -c $(printf '%q' "$train") >train.log 2>&1 </dev/null &"

@@ -61,6 +61,17 @@ def test_bad_command_lines(capsys, tmp_path):
     _one_line_error(capsys, ["train", "--algo", "ppo"], "invalid choice: 'ppo'")
     _one_line_error(capsys, ["compare", "--algos", "grpo,ppo"], "give two or more of grpo, drgrpo, rloo, ifpo")
     _one_line_error(capsys, ["train", f"run_dir={tmp_path}", "steps"], "overrides look like key=value")
+    _one_line_error(capsys, ["train", "run_dir=gs://bucket/run"], "checkpoint.directory=gs://")
+
+
+def test_checkpoints_go_to_checkpoint_directory(tmp_path):
+    run, ckpt = tmp_path / "run", tmp_path / "elsewhere"
+    assert main(["train", "--no-baseline", f"run_dir={run}", f"checkpoint.directory={ckpt}", "sft.steps=2",
+                 "rl.steps=1", "eval.max_prompts=0", "data.demo.train_prompts=8", "rl.prompts_per_step=1",
+                 "rollout.group_size=2", "rollout.max_new_tokens=8", "checkpoint.every=1"]) == 0
+    assert sorted(p.name for p in (ckpt / "rl").iterdir() if p.name.isdigit()) == ["3"]
+    assert sorted(p.name for p in (ckpt / "sft").iterdir() if p.name.isdigit()) == ["1", "2"]
+    assert not (run / "checkpoints").exists() and (run / "model" / "config.json").exists()
 
 
 def test_bad_prompt_file_names_the_row(capsys, tmp_path):

@@ -118,10 +118,11 @@ def test_tpu_pod_creates_installs_and_trains_on_all_workers(tmp_path):
     assert any("gcsfuse --implicit-dirs my-bucket /gcs/my-bucket" in c for c in ssh)
     assert any(c.startswith("compute tpus tpu-vm scp configs/qwen3-1.7b-tpu-v5e-8.yaml pod1:ascl/config.yaml")
                and "--worker=all" in c for c in calls)
-    assert ssh[-1].endswith("ascl train config.yaml run_dir=/gcs/my-bucket/runs/q3 rl.steps=3 ")
+    assert ssh[-1].endswith("ascl train config.yaml run_dir=/gcs/my-bucket/runs/q3 "
+                            "checkpoint.directory=gs://my-bucket/runs/q3/checkpoints rl.steps=3 ")
 
 
-def test_tpu_pod_reuses_a_ready_slice_and_passes_gs_run_dir(tmp_path):
+def test_tpu_pod_reuses_a_ready_slice_and_keeps_only_checkpoints_on_gs(tmp_path):
     bin_dir, log = _fake_gcloud(tmp_path)
     out = _run(["bash", str(LAUNCH / "tpu_pod.sh"), *TPU_ARGS, "--no-mount", "--skip-install", "--detach"],
                {"FAKE_TPU_STATE": "READY"}, path_first=bin_dir, cwd=ROOT)
@@ -129,7 +130,8 @@ def test_tpu_pod_reuses_a_ready_slice_and_passes_gs_run_dir(tmp_path):
     calls = log.read_text().splitlines()
     assert not any(" create " in c or "gcsfuse" in c or "uv pip" in c for c in calls)
     assert "reusing TPU VM pod1" in out.stdout
-    assert "run_dir=gs://my-bucket/runs/q3" in calls[-1] and "setsid nohup" in calls[-1]
+    assert "run_dir=run\\ checkpoint.directory=gs://my-bucket/runs/q3/checkpoints" in calls[-1]
+    assert "setsid nohup" in calls[-1]
 
 
 def test_tpu_pod_needs_a_type_to_create(tmp_path):

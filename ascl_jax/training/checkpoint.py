@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from ascl_jax.errors import ConfigError, UserError
 
@@ -31,10 +32,12 @@ def abstract_like(tree: Any) -> Any:
 
 
 class Checkpointer:
-    def __init__(self, directory: str | Path, keep: int = 2):
+    def __init__(self, directory: str | Path | epath.Path, keep: int = 2):
+        """`directory`: a local folder or a URL that orbax writes through tensorstore (gs://BUCKET/PATH)."""
         if keep < 1:
             raise ConfigError(f"checkpoint.keep must be >= 1, got {keep}")
-        self.directory = Path(directory).absolute()
+        url = "://" in str(directory)
+        self.directory = epath.Path(str(directory) if url else Path(directory).absolute())
         self.manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         )
