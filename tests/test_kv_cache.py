@@ -4,8 +4,9 @@ engine's prefill/extend/decode agree with plain forwards."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from ascl_jax.models.decoder import init_cache
+from ascl_jax.models.decoder import attention_windows, init_cache
 from ascl_jax.models.registry import BUILTIN_CONFIGS
 from ascl_jax.models.params import init_params
 from ascl_jax.parallel import single_device_mesh
@@ -57,7 +58,8 @@ def test_token_by_token_equals_full_forward_with_row_offsets():
         np.testing.assert_allclose(np.stack(got[i]), full[start[i]:], atol=1e-5, rtol=0)
 
 
-def test_engine_prefill_decode_extend_match_full_forward():
+@pytest.mark.parametrize("capacity", [64, 256])  # 256: prefill and extend read a 64-slot window of it
+def test_engine_prefill_decode_extend_match_full_forward(capacity):
     graphdef, params, model = _model()
     rng = np.random.RandomState(1)
     prompts = np.zeros((3, 8), np.int32)
@@ -67,7 +69,7 @@ def test_engine_prefill_decode_extend_match_full_forward():
     keys = row_keys(0, np.arange(6))
     limit = jnp.full((6,), 64, jnp.int32)
     state = prefill(graphdef, params, jnp.asarray(prompts), jnp.asarray(lens), keys, limit,
-                    cfg=CFG, group_size=2, capacity=64, sampling=GREEDY, stops=NO_STOP)
+                    cfg=CFG, group_size=2, capacity=capacity, sampling=GREEDY, stops=NO_STOP)
     # group rows share their prompt: greedy gives identical first tokens within a group
     first = np.asarray(state.tokens)[np.arange(6), np.repeat(lens, 2)]
     assert (first[0::2] == first[1::2]).all()
@@ -114,3 +116,52 @@ def test_rows_stop_at_their_limit_and_logprobs_match_teacher_forcing():
         logp = jax.nn.log_softmax(_full_logits(model, seq), -1)
         want = np.asarray(logp)[np.arange(3, n - 1), seq[4:n]]
         np.testing.assert_allclose(np.asarray(state.logprobs[r, 4:n]), want, atol=1e-4)
+
+
+def test_hidden_states_of_selected_positions_equal_the_full_pass():
+    # `select` runs the last layer on one position per row; with and without a cache it must give that
+    # position's hidden state of the full pass.
+    _, _, model = _model()
+    tokens = jnp.asarray(np.random.RandomState(5).randint(0, 265, (3, 9)), jnp.int32)
+    positions = jnp.broadcast_to(jnp.arange(9, dtype=jnp.int32), (3, 9))
+    select = jnp.array([8, 0, 4], jnp.int32)
+    full, _ = model.hidden_states(tokens, positions)
+    want = np.asarray(full)[np.arange(3), np.asarray(select)]
+    picked, _ = model.hidden_states(tokens, positions, select=select)
+    np.testing.assert_allclose(np.asarray(picked[:, 0]), want, atol=1e-5, rtol=0)
+    cached, _ = model.hidden_states(tokens, positions, init_cache(CFG, 3, 256), jnp.zeros(3, jnp.int32), select)
+    np.testing.assert_allclose(np.asarray(cached[:, 0]), want, atol=1e-5, rtol=0)
+
+
+def test_attention_windows_are_few_prefixes_ending_at_the_capacity():
+    assert attention_windows(64) == (64,)
+    assert attention_windows(256) == (64, 128, 192, 256)
+    assert attention_windows(384) == (128, 256, 384)
+    assert attention_windows(8192) == (2048, 4096, 6144, 8192)
+    assert attention_windows(100) == (64, 100)
+
+
+def test_extend_leaves_the_cache_of_a_row_near_the_end_untouched():
+    # Row 0 is not extended and holds 28 of its 32 cache slots; the extend feeds 11 tokens to every row. The
+    # part of row 0's padded write past the end must be dropped, not shifted back over its valid slots (as
+    # dynamic_update_slice's clamping would).
+    graphdef, params, model = _model()
+    rng = np.random.RandomState(4)
+    prompts = np.zeros((2, 24), np.int32)
+    lens = np.array([24, 4], np.int32)
+    for i, n in enumerate(lens):
+        prompts[i, :n] = rng.randint(0, 265, n)
+    state = prefill(graphdef, params, jnp.asarray(prompts), jnp.asarray(lens), row_keys(0, np.arange(2)),
+                    jnp.full((2,), 32, jnp.int32), cfg=CFG, group_size=1, capacity=32, sampling=GREEDY,
+                    stops=NO_STOP)
+    state = decode_chunk(graphdef, params, state, n_steps=4, sampling=GREEDY, stops=NO_STOP)
+    assert np.asarray(state.seq_len).tolist() == [29, 9]
+    before = [np.asarray(k[0, :28]) for k in state.cache.k]
+    new = jnp.asarray(rng.randint(0, 265, (2, 10)), jnp.int32)
+    state, _ = extend(graphdef, params, state, new, jnp.array([0, 10], jnp.int32), sampling=GREEDY, stops=NO_STOP)
+    for k, old in zip(state.cache.k, before):
+        np.testing.assert_array_equal(np.asarray(k[0, :28]), old)
+    state = decode_chunk(graphdef, params, state, n_steps=2, sampling=GREEDY, stops=NO_STOP)
+    seq = np.asarray(state.tokens[0, : int(state.seq_len[0])])
+    logp = np.asarray(jax.nn.log_softmax(_full_logits(model, seq), -1))
+    np.testing.assert_allclose(np.asarray(state.logprobs[0, 29:31]), logp[[28, 29], seq[29:31]], atol=1e-4)

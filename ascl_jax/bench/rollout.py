@@ -1,16 +1,18 @@
 """Rollout throughput: prefill and decode tokens/s, and what a tool turn costs when its tokens are
 spliced with one `extend` call versus re-prefilling the whole context (as agentic loops that re-render
-the conversation do). All variants run in one process with the same shapes, side by side."""
+the conversation do). All variants run in one process with the same shapes, side by side: each timing
+round runs every variant once, and each figure is the median over the rounds."""
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ascl_jax.bench.timing import median_seconds
+from ascl_jax.bench.timing import interleaved_seconds
 from ascl_jax.models.registry import load_model
 from ascl_jax.rollout.engine import StopTokens, decode_chunk, extend, prefill
 from ascl_jax.rollout.generate import bucket, row_keys
@@ -27,6 +29,11 @@ def bench_rollout(
     repeats: int = 3,
     dtype: str | None = None,
 ) -> dict:
+    """Times, on `batch` random prompts of `prompt_len` tokens with EOS ignored: prefill; decode; a
+    single-turn rollout that samples `new_tokens` tokens; and the same rollout with one tool turn of
+    `splice_len` tokens half way, spliced with `extend` or by re-prefilling the whole context. Returns a
+    JSON-ready dict; `tool_turn_ratio_extend` is the tool-turn rollout's median time over the single-turn
+    one's (both sample `new_tokens` tokens), `tool_turn_ratio_reprefill` the same with the re-prefill."""
     model = load_model(model_name, dtype=dtype)
     cfg, g, p = model.config, model.graphdef, model.params
     sampling = SamplingConfig(greedy=greedy)
@@ -67,18 +74,21 @@ def bench_rollout(
         return decode(state, new_tokens - half - 1)
 
     with jax.set_mesh(model.mesh):
-        t_prefill = median_seconds(start, repeats)
         first = start()
         jax.block_until_ready(first)
 
         def decode_only():
             return decode(jax.tree.map(jnp.copy, first), new_tokens - 1)
 
-        t_decode = median_seconds(decode_only, repeats)
-        t_single = median_seconds(single_turn, repeats)
-        t_extend = median_seconds(tool_turn_extend, repeats)
-        t_reprefill = median_seconds(tool_turn_reprefill, repeats)
+        times = interleaved_seconds({"prefill": start, "decode": decode_only, "single": single_turn,
+                                     "extend": tool_turn_extend, "reprefill": tool_turn_reprefill}, repeats)
         out = single_turn()
+    t_prefill, t_decode, t_single, t_extend, t_reprefill = (
+        statistics.median(times[k]) for k in ("prefill", "decode", "single", "extend", "reprefill"))
+    # The same ratio within each round (the two rollouts timed moments apart): its quartiles show how far
+    # the machine's noise reaches, and stay put when the load swings between rounds.
+    ratios = sorted(e / s for e, s in zip(times["extend"], times["single"]))
+    quartiles = [round(float(q), 3) for q in np.percentile(ratios, [25, 50, 75])]
     assert int(out.seq_len[0]) == prompt_len + new_tokens
     return {
         "bench": "rollout",
@@ -100,5 +110,6 @@ def bench_rollout(
         "tool_turn_reprefill_seconds": round(t_reprefill, 4),
         "tool_turn_ratio_extend": round(t_extend / t_single, 3),
         "tool_turn_ratio_reprefill": round(t_reprefill / t_single, 3),
+        "tool_turn_ratio_extend_per_round": quartiles,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

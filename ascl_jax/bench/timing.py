@@ -19,3 +19,24 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_seconds(
+    fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Wall times of each `fns[name]()` (its result blocked on) over `repeats` rounds, each round calling
+    every function once in turn, after `warmup` untimed calls of each.
+
+    On a shared machine the load drifts over seconds; timing variants in the same rounds exposes them to
+    the same drift, so a ratio of their medians compares like with like, which timing one variant after
+    the other does not."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            jax.block_until_ready(fn())
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return times

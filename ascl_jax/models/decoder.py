@@ -5,12 +5,15 @@ embeddings (SmolLM2, small Qwen), RoPE scaling (Llama 3.1). Parameters carry the
 metadata (`logical_axes`), which `ascl_jax.parallel.ShardingRules` turns into shardings.
 
 The forward takes a KV cache and a write offset per row: the tokens of row b are written at cache
-slots offsets[b] .. offsets[b]+T-1 and attend to every slot up to their own. Rows therefore advance
-independently, which is what the rollout engine needs when a tool turn is spliced into some rows only.
+slots offsets[b] .. offsets[b]+T-1 (those past the end are dropped) and attend to every slot up to their
+own. Rows therefore advance independently, which is what the rollout engine needs when a tool turn is
+spliced into some rows only. A forward of several tokens per row reads only the prefix of the cache its
+queries can see (`attention_windows`).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import jax
@@ -100,42 +103,94 @@ class Attention(nnx.Module):
             y = y + getattr(self, bias_name)[...].astype(self.cfg.dtype)
         return y.reshape(*x.shape[:2], heads, self.cfg.head_dim)
 
-    def __call__(self, x, cos, sin, cache_k, cache_v, offsets):
+    def __call__(self, x, cos, sin, cache_k, cache_v, offsets, select=None):
+        """x [B, T, D] -> (out [B, Tq, D], updated keys, values or None without a cache). Keys and values
+        are made for all T positions; queries for all of them (Tq = T), or with `select` i32[B] for
+        position select[b] of each row alone (Tq = 1)."""
         cfg, rules = self.cfg, self.rules
-        b, t, _ = x.shape
-        q = self._project(x, self.q_proj, "q_bias", cfg.num_heads)
+        t = x.shape[1]
         k = self._project(x, self.k_proj, "k_bias", cfg.num_kv_heads)
         v = self._project(x, self.v_proj, "v_bias", cfg.num_kv_heads)
+        query_pos = jnp.arange(t)[None, :]  # [1 or B, Tq]: positions among the T fed
+        cos_q, sin_q, x_q = cos, sin, x
+        if select is not None:
+            query_pos = select[:, None]
+            cos_q, sin_q, x_q = (jnp.take_along_axis(a, query_pos[:, :, None], axis=1) for a in (cos, sin, x))
+        q = self._project(x_q, self.q_proj, "q_bias", cfg.num_heads)
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, cos_q, sin_q), apply_rope(k, cos, sin)
         q = constrain(q, rules, ("batch", "seq", "act_heads", "head_dim"))
 
         if cache_k is None:  # plain causal forward over the given tokens
-            keys, values = k, v
-            slot = jnp.arange(t)
-            mask = (slot[None, :] <= slot[:, None])[None]  # [1, T, S=T]
-        else:
-            write = jax.vmap(lambda c, n, o: jax.lax.dynamic_update_slice(c, n, (o, 0, 0)))
-            keys = write(cache_k, k.astype(cache_k.dtype), offsets)
-            values = write(cache_v, v.astype(cache_v.dtype), offsets)
-            keys = constrain(keys, rules, CACHE_AXES)
-            values = constrain(values, rules, CACHE_AXES)
-            query_slot = offsets[:, None] + jnp.arange(t)[None, :]  # [B, T]
-            mask = jnp.arange(keys.shape[1])[None, None, :] <= query_slot[:, :, None]  # [B, T, S]
+            out = _attend(q, k, v, jnp.arange(t)[None, None, :] <= query_pos[:, :, None], cfg)
+            return out @ self.o_proj[...].astype(cfg.dtype), None, None
 
-        group = cfg.num_heads // cfg.num_kv_heads
-        qg = q.reshape(b, t, cfg.num_kv_heads, group, cfg.head_dim)
-        scores = jnp.einsum("btkgd,bskd->bkgts", qg, keys.astype(q.dtype), preferred_element_type=jnp.float32)
-        scores = scores * (cfg.head_dim**-0.5)
-        scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(cfg.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, values.astype(cfg.dtype))
-        out = out.reshape(b, t, cfg.num_heads * cfg.head_dim)
-        y = out @ self.o_proj[...].astype(cfg.dtype)
-        if cache_k is None:
-            return y, None, None
-        return y, keys, values
+        keys = _write_rows(cache_k, k.astype(cache_k.dtype), offsets)
+        values = _write_rows(cache_v, v.astype(cache_v.dtype), offsets)
+        keys = constrain(keys, rules, CACHE_AXES)
+        values = constrain(values, rules, CACHE_AXES)
+        query_slot = offsets[:, None] + query_pos  # [B, Tq]
+
+        def attend_window(width, q, keys, values, query_slot):
+            # Only slots [0, width) can be read by these queries: the rest of the cache is skipped, not masked.
+            mask = jnp.arange(width)[None, None, :] <= query_slot[:, :, None]  # [B, Tq, width]
+            return _attend(q, keys[:, :width], values[:, :width], mask, cfg)
+
+        widths = attention_windows(keys.shape[1]) if t > 1 else (keys.shape[1],)
+        if len(widths) == 1:
+            out = attend_window(widths[0], q, keys, values, query_slot)
+        else:
+            # The smallest window holding the furthest query's slot, picked at run time: one compiled program
+            # serves every offset, and an extend or prefill near the start of the cache reads only that part.
+            # Slots past the reach are masked for every query, so any covering window gives the same result
+            # (up to float rounding).
+            reach = jnp.max(query_slot) + 1
+            index = jnp.minimum(jnp.searchsorted(jnp.asarray(widths), reach), len(widths) - 1)
+            branches = [functools.partial(attend_window, w) for w in widths]
+            out = jax.lax.switch(index, branches, q, keys, values, query_slot)
+        return out @ self.o_proj[...].astype(cfg.dtype), keys, values
+
+
+def attention_windows(capacity: int) -> tuple[int, ...]:
+    """Key-window widths (ascending, the last is `capacity`) among which a multi-token cached forward
+    picks the smallest one covering its queries: multiples of a step of at least 64 slots, at most 4 of
+    them. Each width is one more copy of the attention code per layer in the compiled program (prefill
+    and extend compile in about 1.5x the time); more widths would skip more slots for more compile time."""
+    step = max(64, -(-capacity // (4 * 64)) * 64)
+    return tuple(range(step, capacity, step)) + (capacity,)
+
+
+def _write_rows(cache: jax.Array, new: jax.Array, offsets: jax.Array) -> jax.Array:
+    """cache [B, S, K, D] with new [B, T, K, D] written at slots offsets[b] .. offsets[b]+T-1 of row b;
+    slots at or past S are dropped.
+
+    Not `dynamic_update_slice`: it would shift a write that runs past the end back to S-T, over the row's
+    valid slots. That happens to a row left out of an `extend` (padded, its writes never read) when it
+    is near its end. On CPU the scatter costs about what the vmapped update slice did."""
+    slots = offsets[:, None] + jnp.arange(new.shape[1])[None, :]  # [B, T]
+    return cache.at[jnp.arange(cache.shape[0])[:, None], slots].set(new, mode="drop")
+
+
+def _attend(q: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array, cfg: ModelConfig) -> jax.Array:
+    """Grouped-query attention: q [B, T, H, hd] over keys, values [B, S, KV, hd] where mask bool[B or 1, T, S]
+    allows; returns [B, T, H*hd] in the compute dtype (scores and softmax in float32)."""
+    b, t = q.shape[:2]
+    s, kv, hd = keys.shape[1], cfg.num_kv_heads, cfg.head_dim
+    group = cfg.num_heads // kv
+    # Heads first, and a KV head's query heads and positions merged into one axis, so both products are
+    # plain matmuls batched over (B, KV). With positions inside the batch dims ("btkgd,bskd->bkgts") XLA:CPU
+    # transposes the [T, S] scores and probabilities around each product, which cost more than the
+    # products themselves in a long extend.
+    qh = q.reshape(b, t, kv, group, hd).transpose(0, 2, 3, 1, 4).reshape(b, kv, group * t, hd)
+    kh = keys.astype(q.dtype).transpose(0, 2, 1, 3)  # [B, KV, S, hd]
+    vh = values.astype(cfg.dtype).transpose(0, 2, 1, 3)
+    scores = jnp.einsum("bkqd,bksd->bkqs", qh, kh, preferred_element_type=jnp.float32) * (hd**-0.5)
+    scores = scores.reshape(b, kv, group, t, s)
+    scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(cfg.dtype).reshape(b, kv, group * t, s)
+    out = jnp.einsum("bkqs,bksd->bkqd", probs, vh)  # [B, KV, G*T, hd]
+    return out.reshape(b, kv, group, t, hd).transpose(0, 3, 1, 2, 4).reshape(b, t, kv * group * hd)
 
 
 class MLP(nnx.Module):
@@ -161,8 +216,10 @@ class Block(nnx.Module):
         self.mlp = MLP(cfg, rules, rngs=rngs)
         self.rules = rules
 
-    def __call__(self, x, cos, sin, cache_k, cache_v, offsets):
-        h, k, v = self.attn(self.input_norm(x), cos, sin, cache_k, cache_v, offsets)
+    def __call__(self, x, cos, sin, cache_k, cache_v, offsets, select=None):
+        h, k, v = self.attn(self.input_norm(x), cos, sin, cache_k, cache_v, offsets, select)
+        if select is not None:  # only these positions go on; the others' keys and values are made
+            x = jnp.take_along_axis(x, select[:, None, None], axis=1)
         x = constrain(x + h, self.rules, ("batch", "seq", "act_embed"))
         x = x + self.mlp(self.post_attn_norm(x))
         return constrain(x, self.rules, ("batch", "seq", "act_embed")), k, v
@@ -183,8 +240,13 @@ class Decoder(nnx.Module):
         self.cfg = cfg
         self.rules = rules
 
-    def hidden_states(self, tokens, positions, cache: KVCache | None = None, offsets=None):
-        """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache."""
+    def hidden_states(self, tokens, positions, cache: KVCache | None = None, offsets=None, select=None):
+        """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
+
+        With `select` i32[B], only position select[b] of each row is returned ([B, 1, D]): the last layer
+        then runs its queries, output projection and MLP on that position alone, while keys and values
+        are still made (and cached) for every position. Sampling after a prefill or an extend needs no
+        more, and the last layer's work on the other positions would be thrown away."""
         cfg = self.cfg
         x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.dtype)
         x = constrain(x, self.rules, ("batch", "seq", "act_embed"))
@@ -194,7 +256,7 @@ class Decoder(nnx.Module):
         for i, layer in enumerate(self.layers):
             ck = None if cache is None else cache.k[i]
             cv = None if cache is None else cache.v[i]
-            x, k, v = layer(x, cos, sin, ck, cv, offsets)
+            x, k, v = layer(x, cos, sin, ck, cv, offsets, select if i == len(self.layers) - 1 else None)
             new_k.append(k)
             new_v.append(v)
         x = self.norm(x)

@@ -67,9 +67,9 @@ class DecodeState:
         return self.tokens.shape[1]
 
 
-def _forward(graphdef: nnx.GraphDef, params: nnx.State, tokens, positions, cache, offsets):
+def _forward(graphdef: nnx.GraphDef, params: nnx.State, tokens, positions, cache, offsets, select=None):
     model = nnx.merge(graphdef, params)
-    hidden, cache = model.hidden_states(tokens, positions, cache, offsets)
+    hidden, cache = model.hidden_states(tokens, positions, cache, offsets, select)
     return model, hidden, cache
 
 
@@ -129,9 +129,10 @@ def prefill(
     p, length = prompts.shape
     cache = init_cache(cfg, p, capacity)
     positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (p, length))
-    model, hidden, cache = _forward(graphdef, params, prompts, positions, cache, jnp.zeros((p,), jnp.int32))
-    last = jnp.take_along_axis(hidden, (prompt_lens - 1)[:, None, None], axis=1)[:, 0]
-    logits = model.logits(last)
+    # Only each prompt's last position is sampled from: the last layer and the logits run on it alone.
+    model, hidden, cache = _forward(graphdef, params, prompts, positions, cache, jnp.zeros((p,), jnp.int32),
+                                    select=prompt_lens - 1)
+    logits = model.logits(hidden[:, 0])
     rep = functools.partial(jnp.repeat, repeats=group_size, axis=0, total_repeat_length=p * group_size)
     cache = KVCache(k=tuple(rep(k) for k in cache.k), v=tuple(rep(v) for v in cache.v))
     b = p * group_size
@@ -196,9 +197,11 @@ def extend(
     """Append new_tokens i32[B, E] (first new_lens[b] of them) after each row's pending token, run them
     through the model at the row's own offset, and sample the row's next token.
 
-    Rows with new_lens == 0 are untouched (their padded writes land beyond their valid slots). The
-    appended tokens are not marked as sampled. Returns (state, logits f32[B, V] of each row's last
-    appended token). The caller guarantees seq_len + E <= capacity for extended rows."""
+    Rows with new_lens == 0 are untouched (their padded writes land beyond their valid slots, or are
+    dropped past the end of the cache). The appended tokens are not marked as sampled. Returns (state,
+    logits f32[B, V] of each row's last appended token). The caller guarantees seq_len + E <= capacity
+    for extended rows. Attention reads the cache only up to the furthest slot fed in any row (see
+    `attention_windows`), and the last layer and the vocabulary projection run on one position per row."""
     bsz, e = new_tokens.shape
     b = jnp.arange(bsz)
     rows = new_lens > 0
@@ -206,9 +209,9 @@ def extend(
     pending = state.tokens[b, offset]
     fed = jnp.concatenate([pending[:, None], new_tokens], axis=1)  # [B, E+1]
     positions = offset[:, None] + jnp.arange(e + 1, dtype=jnp.int32)[None, :]
-    model, hidden, cache = _forward(graphdef, params, fed, positions, state.cache, offset)
-    last = jnp.take_along_axis(hidden, new_lens[:, None, None], axis=1)[:, 0]
-    logits = model.logits(last)
+    # Only each row's last appended token is sampled from: the last layer and the logits run on it alone.
+    model, hidden, cache = _forward(graphdef, params, fed, positions, state.cache, offset, select=new_lens)
+    logits = model.logits(hidden[:, 0])
 
     slots = state.seq_len[:, None] + jnp.arange(e)[None, :]
     valid = rows[:, None] & (jnp.arange(e)[None, :] < new_lens[:, None])
