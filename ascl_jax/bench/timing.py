@@ -11,14 +11,7 @@ import jax
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of `fn()` (its result blocked on), after `warmup` untimed calls."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(interleaved_seconds({"fn": fn}, repeats, warmup)["fn"])
 
 
 def interleaved_seconds(

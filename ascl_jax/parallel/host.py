@@ -16,24 +16,26 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec, Sharding
 
 
+def _row_holders(shape: tuple[int, ...], sharding: Sharding) -> list[set[int]]:
+    """For each index along axis 0, the processes whose devices hold it."""
+    holders: list[set[int]] = [set() for _ in range(shape[0])]
+    for device, index in sharding.devices_indices_map(tuple(shape)).items():
+        for r in range(*index[0].indices(shape[0])):
+            holders[r].add(device.process_index)
+    return holders
+
+
 def local_rows(shape: tuple[int, ...], sharding: Sharding) -> np.ndarray:
     """Sorted indices along axis 0 that this process's devices hold, int64 [n]."""
-    rows: set[int] = set()
-    for device, index in sharding.devices_indices_map(tuple(shape)).items():
-        if device.process_index == jax.process_index():
-            rows.update(range(*index[0].indices(shape[0])))
-    return np.array(sorted(rows), np.int64)
+    me = jax.process_index()
+    return np.array([r for r, procs in enumerate(_row_holders(shape, sharding)) if me in procs], np.int64)
 
 
 def owned_rows(shape: tuple[int, ...], sharding: Sharding) -> np.ndarray:
     """Rows this process answers for: those it holds and no lower-numbered process holds (a row replicated
     across processes, e.g. over a tensor axis spanning hosts, has one owner). int64 [n]."""
-    owner: dict[int, int] = {}
-    for device, index in sharding.devices_indices_map(tuple(shape)).items():
-        for r in range(*index[0].indices(shape[0])):
-            owner[r] = min(owner.get(r, device.process_index), device.process_index)
     me = jax.process_index()
-    return np.array(sorted(r for r, p in owner.items() if p == me), np.int64)
+    return np.array([r for r, procs in enumerate(_row_holders(shape, sharding)) if min(procs) == me], np.int64)
 
 
 def read_local(x: jax.Array) -> np.ndarray:

@@ -152,10 +152,10 @@ def run_rollout(
             state = decode_chunk(graphdef, params, state, n_steps=cfg.decode_chunk, sampling=cfg.sampling,
                                  stops=stops)
             t0 = time.perf_counter()
-            state, extended = _tool_turns(model, fmt, tools, cfg, state, mine, rows, stops)
+            state, extended, stop = _tool_turns(model, fmt, tools, cfg, state, mine, rows, stops)
             tool_seconds += time.perf_counter() - t0
             extend_calls += extended
-            running = bool((read_local(state.stop)[mine] == RUNNING).any())
+            running = bool((stop[mine] == RUNNING).any())
             if not allgather(np.array(running)).any():
                 break
     trajectories = _trajectories(fmt, prompts, cfg, state, rows, lens)
@@ -167,7 +167,8 @@ def _tool_turns(model, fmt, tools, cfg, state, mine, rows, stops):
     """Answer the calls of this process's waiting rows (`mine`: the rows it holds) and splice every
     process's deltas with one extend call, which all processes make together when any has a delta.
 
-    Returns (state, 1 if extend ran else 0); the extend's device time is counted as tool time."""
+    Returns (state, 1 if extend ran else 0, the host view of the new state's stop flags from
+    `read_local`); the extend's device time is counted as tool time."""
     stop = read_local(state.stop).copy()  # written below where the host stops a row
     waiting = mine[stop[mine] == STOP_TOOL_CALL].tolist()
     if len(waiting):
@@ -199,7 +200,7 @@ def _tool_turns(model, fmt, tools, cfg, state, mine, rows, stops):
     # The extend's width is the same on every process: the widest delta anywhere.
     longest = int(allgather(np.array(max((len(d) for d in deltas.values()), default=0))).max())
     if not longest:
-        return state, 0
+        return state, 0, stop
     width = bucket(longest, cfg.extend_bucket)
     new = np.zeros((len(rows), width), np.int32)
     new_lens = np.zeros(len(rows), np.int32)
@@ -210,7 +211,7 @@ def _tool_turns(model, fmt, tools, cfg, state, mine, rows, stops):
     state, _ = extend(model.graphdef, model.params, state,
                       put_global(new, row_sharding(state.tokens.sharding)),
                       put_global(new_lens, state.seq_len.sharding), sampling=cfg.sampling, stops=stops)
-    return state, 1
+    return state, 1, read_local(state.stop)
 
 
 def _answer(call, fmt: ChatFormat, tool: ConsultSafetyRulesTool, cfg: RolloutConfig) -> ToolTurn:
