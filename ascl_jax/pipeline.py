@@ -87,7 +87,7 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
         (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
 
     mesh = make_mesh(cfg.mesh)
-    model = load_model(cfg.model, mesh=mesh, dtype=cfg.dtype, seed=cfg.seed)
+    model = load_model(cfg.model, mesh=mesh, dtype=cfg.dtype, seed=cfg.seed, lora=cfg.lora)
     if model.chat_family is None:
         raise UserError(f"{cfg.model}: no chat format is known for this model")
     fmt = chat_format(model.chat_family, model.tokenizer)

@@ -8,6 +8,7 @@ from typing import Literal
 
 from ascl_jax.data.demo import DemoConfig
 from ascl_jax.errors import ConfigError
+from ascl_jax.models.lora import LoRAConfig
 from ascl_jax.parallel.mesh import MeshConfig
 from ascl_jax.rl.config import AdvantageConfig, RLConfig
 from ascl_jax.rl.rewards import RewardConfig
@@ -56,7 +57,8 @@ class EvalConfig:
 class TrainConfig:
     """model: a built-in name, .gguf file, HF folder or run folder; method: "ascl" (SFT cold start with the
     rule tool, then RL) or "context-distillation" (the baseline: SFT on conversations that recite the
-    rules, no tool, no RL)."""
+    rules, no tool, no RL); lora: low-rank adapters (rank 0: full fine-tuning; rank > 0: the base weights
+    stay frozen and only the adapters are trained and checkpointed)."""
 
     model: str = "tiny"
     method: Literal["ascl", "context-distillation"] = "ascl"
@@ -64,6 +66,7 @@ class TrainConfig:
     run_dir: str = "runs/demo"
     dtype: Literal["float32", "bfloat16"] | None = None
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     data: DataConfig = field(default_factory=DataConfig)
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=200, batch_size=32, max_tokens=160))
     rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(

@@ -133,7 +133,7 @@ def test_refusal_detector_command(capsys):
     (["eval", "--model", "tiny", "--judge-model", "x"], "--judge-model is for guard-model judges"),
     (["eval", "--model", "tiny", "--limit", "0"], "--limit must be >= 1"),
     (["eval", "--model", "tiny", "--benchmarks", "xstest", "xstest"], "names a benchmark twice"),
-    (["eval", "--model", "tiny", "--benchmarks", "gsm8k"], "no file"),
+    (["eval", "--model", "tiny", "--benchmarks", "wildjailbreak"], "no file"),
     (["eval", "refusal-detector", "--labelled", "/nonexistent.csv"], "no such file"),
     (["eval", "--model", "tiny", "--benchmarks", "xstest", "--limit", "1", "--max-new-tokens", "5000"],
      "positions but the model has 4096"),

@@ -52,17 +52,19 @@ def test_parameters_carry_rule_shardings():
     _, params = init_params(CFG, mesh, ShardingRules())
     specs = {path: var[...].sharding.spec for path, var in nnx.to_flat_state(params)}
     assert specs[("embed",)] == P("tensor", "fsdp")
-    assert specs[("layers", 0, "attn", "q_proj")] == P("fsdp", "tensor")
-    assert specs[("layers", 0, "attn", "k_proj")] == P("fsdp", "tensor")
-    assert specs[("layers", 0, "attn", "o_proj")] == P("tensor", "fsdp")
-    assert specs[("layers", 1, "mlp", "down_proj")] == P("tensor", "fsdp")
-    assert specs[("layers", 1, "input_norm", "scale")] == P(None)
+    # layer parameters are stacked over a leading layer axis, which is never split
+    assert params["layers"]["attn"]["q_proj"][...].shape == (2, 128, 128)
+    assert specs[("layers", "attn", "q_proj")] == P(None, "fsdp", "tensor")
+    assert specs[("layers", "attn", "k_proj")] == P(None, "fsdp", "tensor")
+    assert specs[("layers", "attn", "o_proj")] == P(None, "tensor", "fsdp")
+    assert specs[("layers", "mlp", "down_proj")] == P(None, "tensor", "fsdp")
+    assert specs[("layers", "input_norm", "scale")] == P(None, None)
     # a different rule table changes the layout without touching the model
     rules = ShardingRules(rules=(("embed", None), ("mlp", ("fsdp", "tensor")), ("heads", None)))
     _, params2 = init_params(CFG, mesh, rules)
     specs2 = {path: var[...].sharding.spec for path, var in nnx.to_flat_state(params2)}
-    assert specs2[("layers", 0, "mlp", "up_proj")] == P(None, ("fsdp", "tensor"))
-    assert specs2[("layers", 0, "attn", "q_proj")] == P(None, None)
+    assert specs2[("layers", "mlp", "up_proj")] == P(None, None, ("fsdp", "tensor"))
+    assert specs2[("layers", "attn", "q_proj")] == P(None, None, None)
 
 
 def test_indivisible_dimension_stays_replicated():
@@ -86,4 +88,4 @@ def test_optimizer_state_is_sharded_like_the_parameters():
     state = init_optimizer_state(make_optimizer(OptimizerConfig()), params, mesh)
     param_specs = {v[...].sharding.spec for _, v in nnx.to_flat_state(params)}
     moment_specs = {leaf.sharding.spec for leaf in jax.tree.leaves(state) if leaf.ndim > 0}
-    assert moment_specs == param_specs and P("fsdp", "tensor") in moment_specs
+    assert moment_specs == param_specs and P(None, "fsdp", "tensor") in moment_specs

@@ -17,7 +17,7 @@ from typing import Any
 from ascl_jax.errors import UserError
 
 
-def _options_epilog() -> str:
+def options_epilog() -> str:
     from ascl_jax.config_io import describe
     from ascl_jax.train_config import TrainConfig
 
@@ -28,7 +28,7 @@ def _options_epilog() -> str:
     )
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="[CONFIG.yaml] key=value",
                    help="an optional YAML config, then dotted overrides")
     p.add_argument("--model", default=None, help="shorthand for model=...")
@@ -38,8 +38,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("train", help="SFT cold start, then RL, then evaluation and a report",
-                       description=__doc__, epilog=_options_epilog(), formatter_class=fmt)
-    _add_common(p)
+                       description=__doc__, epilog=options_epilog(), formatter_class=fmt)
+    add_config_arguments(p)
     p.add_argument("--algo", choices=("grpo", "drgrpo", "rloo", "ifpo"), default=None,
                    help="shorthand for rl.advantage.estimator=...")
     p.add_argument("--method", choices=("ascl", "context-distillation"), default=None,
@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="let JAX detect the cluster (TPU VMs, SLURM) (ASCL_DISTRIBUTED=auto)")
     p.set_defaults(func=run_train)
     c = sub.add_parser("compare", help="the same run under several advantage estimators, side by side",
-                       description=__doc__, epilog=_options_epilog(), formatter_class=fmt)
-    _add_common(c)
+                       description=__doc__, epilog=options_epilog(), formatter_class=fmt)
+    add_config_arguments(c)
     c.add_argument("--algos", type=_algos, default=("grpo", "ifpo"),
                    help="comma-separated estimators to compare (default: grpo,ifpo)")
     c.set_defaults(func=run_compare)
@@ -70,7 +70,8 @@ def _algos(text: str) -> tuple[str, ...]:
     return names
 
 
-def _config(args: argparse.Namespace, extra: list[str]):
+def resolve_config(args: argparse.Namespace, extra: list[str]):
+    """The TrainConfig of `args.overrides` ([CONFIG.yaml] key=value ...), --model, --run-dir and `extra`."""
     from ascl_jax.config_io import load_config
     from ascl_jax.train_config import TrainConfig
 
@@ -143,7 +144,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     extra = ([f"rl.advantage.estimator={args.algo}"] if args.algo else []) + (
         [f"method={args.method}"] if args.method else [])
-    cfg = _config(args, extra)
+    cfg = resolve_config(args, extra)
     import jax
 
     # Every process runs the same stages; the console and the report are process 0's.
@@ -170,7 +171,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from ascl_jax.eval.report import plot_consult_comparison, results_table
     from ascl_jax.pipeline import run_training
 
-    base = _config(args, [])
+    base = resolve_config(args, [])
     ui = _Console()
     results, curves = {}, {}
     with ui.progress:

@@ -18,6 +18,8 @@ from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
 from ascl_jax.rollout.trajectory import Prompt, Trajectory
 from ascl_jax.rules.tool import ConsultSafetyRulesTool
 
+EVAL_BATCH = 32  # prompts rolled out together
+
 
 def expected_action(meta: dict) -> str | None:
     """"refuse" / "comply" where the prompt's class decides it (or its meta says), else None."""
@@ -68,7 +70,7 @@ def evaluate(
     prompts: Sequence[Prompt],
     rollout: RolloutConfig,
     judge: Judge | None = None,
-    batch_size: int = 32,
+    batch_size: int = EVAL_BATCH,
     max_new_tokens: int | None = None,
 ) -> tuple[dict[str, Any], list[Trajectory]]:
     """Greedy rollouts of every prompt (batched), judged for refusal, summarised."""

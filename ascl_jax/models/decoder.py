@@ -4,6 +4,11 @@ Differences between the families are config flags: q/k/v bias (Qwen2), q/k RMSNo
 embeddings (SmolLM2, small Qwen), RoPE scaling (Llama 3.1). Parameters carry their logical axes as
 metadata (`logical_axes`), which `ascl_jax.parallel.ShardingRules` turns into shardings.
 
+Layers are scanned: every layer parameter is stacked with a leading layer axis (logical axis "layers",
+never sharded) and the forward runs one compiled layer body under `jax.lax.scan`, so compile time and
+program size do not grow with depth. Training may rematerialise the layer body (`remat`, a
+`jax.checkpoint` policy): activations inside a layer are recomputed in the backward pass instead of kept.
+
 The forward takes a KV cache and a write offset per row: the tokens of row b are written at cache
 slots offsets[b] .. offsets[b]+T-1 (those past the end are dropped) and attend to every slot up to their
 own. Rows therefore advance independently, which is what the rollout engine needs when a tool turn is
@@ -14,62 +19,75 @@ queries can see (`attention_windows`).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from ascl_jax.models.config import ModelConfig
+from ascl_jax.models.lora import LoRAConfig, LoRAParam
 from ascl_jax.models.rope import apply_rope, inverse_frequencies, rope_tables
 from ascl_jax.parallel.sharding import ShardingRules, constrain
 
 _INIT_STD = 0.02
 
+Remat = Literal["none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable"]
+REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
+
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class KVCache:
-    """Per-layer keys and values, each [B, S, num_kv_heads, head_dim] in the compute dtype.
+    """Keys and values of every layer, each [L, B, S, num_kv_heads, head_dim] in the compute dtype.
 
     Slots beyond a row's written length hold stale values; causality by slot index keeps them unread."""
 
-    k: tuple[jax.Array, ...]
-    v: tuple[jax.Array, ...]
+    k: jax.Array
+    v: jax.Array
 
     @property
     def capacity(self) -> int:
-        return self.k[0].shape[1]
+        return self.k.shape[2]
 
     @property
     def batch_size(self) -> int:
-        return self.k[0].shape[0]
+        return self.k.shape[1]
 
 
-CACHE_AXES = ("batch", "cache_seq", "act_kv_heads", "head_dim")
+CACHE_AXES = ("layers", "batch", "cache_seq", "act_kv_heads", "head_dim")
 
 
 def init_cache(config: ModelConfig, batch_size: int, capacity: int) -> KVCache:
     """An all-zero cache of `capacity` slots per row (call inside jit with out_shardings to place it)."""
-    shape = (batch_size, capacity, config.num_kv_heads, config.head_dim)
+    shape = (config.num_layers, batch_size, capacity, config.num_kv_heads, config.head_dim)
     dtype = jnp.dtype(config.dtype)
-    zeros = tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers))
-    return KVCache(k=zeros, v=tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers)))
+    return KVCache(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype))
 
 
-def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype: str, init: str) -> nnx.Param:
+def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype: str, init: str,
+           layers: int | None = None, kind: type[nnx.Param] = nnx.Param, **metadata) -> nnx.Param:
+    """A parameter of `shape`, stacked over `layers` (leading axis "layers") when given."""
+    if layers is not None:
+        shape, axes = (layers, *shape), ("layers", *axes)
     if init == "normal":
         value = _INIT_STD * jax.random.normal(rngs.params(), shape, jnp.float32)
+    elif init == "fan_in_uniform":  # LoRA's A: uniform in +-1/sqrt(fan_in), fan_in = shape[-2]
+        bound = 1.0 / math.sqrt(shape[-2])
+        value = jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound)
     elif init == "ones":
         value = jnp.ones(shape, jnp.float32)
     else:
         value = jnp.zeros(shape, jnp.float32)
-    return nnx.Param(value.astype(dtype), logical_axes=axes)
+    return kind(value.astype(dtype), logical_axes=axes, **metadata)
 
 
 class RMSNorm(nnx.Module):
-    def __init__(self, dim: int, eps: float, dtype: str, param_dtype: str, axis_name: str, *, rngs: nnx.Rngs):
-        self.scale = _param(rngs, (dim,), (axis_name,), param_dtype, "ones")
+    def __init__(self, dim: int, eps: float, dtype: str, param_dtype: str, axis_name: str, *, rngs: nnx.Rngs,
+                 layers: int | None = None):
+        self.scale = _param(rngs, (dim,), (axis_name,), param_dtype, "ones", layers)
         self.eps = eps
         self.dtype = dtype
 
@@ -80,66 +98,95 @@ class RMSNorm(nnx.Module):
         return self.scale[...].astype(self.dtype) * xf.astype(self.dtype)
 
 
-class Attention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rules: ShardingRules, *, rngs: nnx.Rngs):
+class _Projections(nnx.Module):
+    """Kernels [in, out] (stacked over layers) and, for the targeted ones, LoRA adapters A [in, r], B [r, out]."""
+
+    def _kernel(self, rngs, name: str, shape: tuple[int, int], axes: tuple[str, str], cfg: ModelConfig,
+                layers: int, lora: LoRAConfig, targets: tuple[str, ...]) -> None:
+        setattr(self, name, _param(rngs, shape, axes, cfg.param_dtype, "normal", layers))
+        if name in targets:
+            setattr(self, f"{name}_lora_a", _param(rngs, (shape[0], lora.rank), (axes[0], "lora_rank"),
+                                                   cfg.param_dtype, "fan_in_uniform", layers, LoRAParam,
+                                                   lora_scale=lora.scale))
+            setattr(self, f"{name}_lora_b", _param(rngs, (lora.rank, shape[1]), ("lora_rank", axes[1]),
+                                                   cfg.param_dtype, "zeros", layers, LoRAParam,
+                                                   lora_scale=lora.scale))
+
+    def _linear(self, x: jax.Array, name: str) -> jax.Array:
+        dtype = self.cfg.dtype
+        y = x @ getattr(self, name)[...].astype(dtype)
+        if name in self.lora_targets:
+            a = getattr(self, f"{name}_lora_a")[...].astype(dtype)
+            b = getattr(self, f"{name}_lora_b")[...].astype(dtype)
+            y = y + ((x @ a) @ b) * jnp.asarray(self.lora_scale, dtype)
+        return y
+
+
+class Attention(_Projections):
+    def __init__(self, cfg: ModelConfig, rules: ShardingRules, *, rngs: nnx.Rngs, layers: int,
+                 lora: LoRAConfig = LoRAConfig()):
         d, h, kv, hd, pd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.param_dtype
-        self.q_proj = _param(rngs, (d, h * hd), ("embed", "heads"), pd, "normal")
-        self.k_proj = _param(rngs, (d, kv * hd), ("embed", "kv_heads"), pd, "normal")
-        self.v_proj = _param(rngs, (d, kv * hd), ("embed", "kv_heads"), pd, "normal")
-        self.o_proj = _param(rngs, (h * hd, d), ("heads", "embed"), pd, "normal")
-        if cfg.attention_bias:
-            self.q_bias = _param(rngs, (h * hd,), ("heads",), pd, "zeros")
-            self.k_bias = _param(rngs, (kv * hd,), ("kv_heads",), pd, "zeros")
-            self.v_bias = _param(rngs, (kv * hd,), ("kv_heads",), pd, "zeros")
-        if cfg.qk_norm:
-            self.q_norm = RMSNorm(hd, cfg.rms_norm_eps, cfg.dtype, pd, "head_dim", rngs=rngs)
-            self.k_norm = RMSNorm(hd, cfg.rms_norm_eps, cfg.dtype, pd, "head_dim", rngs=rngs)
         self.cfg = cfg
         self.rules = rules
+        self.lora_targets = lora.targets_of("attn")
+        self.lora_scale = lora.scale
+        for name, shape, axes in (("q_proj", (d, h * hd), ("embed", "heads")),
+                                  ("k_proj", (d, kv * hd), ("embed", "kv_heads")),
+                                  ("v_proj", (d, kv * hd), ("embed", "kv_heads")),
+                                  ("o_proj", (h * hd, d), ("heads", "embed"))):
+            self._kernel(rngs, name, shape, axes, cfg, layers, lora, self.lora_targets)
+        if cfg.attention_bias:
+            self.q_bias = _param(rngs, (h * hd,), ("heads",), pd, "zeros", layers)
+            self.k_bias = _param(rngs, (kv * hd,), ("kv_heads",), pd, "zeros", layers)
+            self.v_bias = _param(rngs, (kv * hd,), ("kv_heads",), pd, "zeros", layers)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(hd, cfg.rms_norm_eps, cfg.dtype, pd, "head_dim", rngs=rngs, layers=layers)
+            self.k_norm = RMSNorm(hd, cfg.rms_norm_eps, cfg.dtype, pd, "head_dim", rngs=rngs, layers=layers)
 
-    def _project(self, x: jax.Array, kernel: nnx.Param, bias_name: str, heads: int) -> jax.Array:
-        y = x @ kernel[...].astype(self.cfg.dtype)
+    def _project(self, x: jax.Array, name: str, heads: int) -> jax.Array:
+        y = self._linear(x, f"{name}_proj")
         if self.cfg.attention_bias:
-            y = y + getattr(self, bias_name)[...].astype(self.cfg.dtype)
+            y = y + getattr(self, f"{name}_bias")[...].astype(self.cfg.dtype)
         return y.reshape(*x.shape[:2], heads, self.cfg.head_dim)
 
-    def __call__(self, x, cos, sin, cache_k, cache_v, offsets, select=None):
-        """x [B, T, D] -> (out [B, Tq, D], updated keys, values or None without a cache). Keys and values
-        are made for all T positions; queries for all of them (Tq = T), or with `select` i32[B] for
-        position select[b] of each row alone (Tq = 1)."""
+    def __call__(self, x, cos, sin, cache: KVCache | None, layer, offsets, select=None):
+        """One layer's attention (this module holding that layer's parameters). x [B, T, D] -> (out
+        [B, Tq, D], cache with this layer's keys and values written, or None without a cache). Keys and
+        values are made for all T positions; queries for all of them (Tq = T), or with `select` i32[B] for
+        position select[b] of each row alone (Tq = 1). `layer` i32[]: this layer's index in the cache."""
         cfg, rules = self.cfg, self.rules
         t = x.shape[1]
-        k = self._project(x, self.k_proj, "k_bias", cfg.num_kv_heads)
-        v = self._project(x, self.v_proj, "v_bias", cfg.num_kv_heads)
+        k = self._project(x, "k", cfg.num_kv_heads)
+        v = self._project(x, "v", cfg.num_kv_heads)
         query_pos = jnp.arange(t)[None, :]  # [1 or B, Tq]: positions among the T fed
         cos_q, sin_q, x_q = cos, sin, x
         if select is not None:
             query_pos = select[:, None]
             cos_q, sin_q, x_q = (jnp.take_along_axis(a, query_pos[:, :, None], axis=1) for a in (cos, sin, x))
-        q = self._project(x_q, self.q_proj, "q_bias", cfg.num_heads)
+        q = self._project(x_q, "q", cfg.num_heads)
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos_q, sin_q), apply_rope(k, cos, sin)
         q = constrain(q, rules, ("batch", "seq", "act_heads", "head_dim"))
 
-        if cache_k is None:  # plain causal forward over the given tokens
+        if cache is None:  # plain causal forward over the given tokens
             out = _attend(q, k, v, jnp.arange(t)[None, None, :] <= query_pos[:, :, None], cfg)
-            return out @ self.o_proj[...].astype(cfg.dtype), None, None
+            return self._linear(out, "o_proj"), None
 
-        keys = _write_rows(cache_k, k.astype(cache_k.dtype), offsets)
-        values = _write_rows(cache_v, v.astype(cache_v.dtype), offsets)
-        keys = constrain(keys, rules, CACHE_AXES)
-        values = constrain(values, rules, CACHE_AXES)
+        cache = KVCache(k=_write_rows(cache.k, layer, k.astype(cache.k.dtype), offsets),
+                        v=_write_rows(cache.v, layer, v.astype(cache.v.dtype), offsets))
+        cache = KVCache(k=constrain(cache.k, rules, CACHE_AXES), v=constrain(cache.v, rules, CACHE_AXES))
         query_slot = offsets[:, None] + query_pos  # [B, Tq]
 
-        def attend_window(width, q, keys, values, query_slot):
+        def attend_window(width, q, cache, query_slot):
             # Only slots [0, width) can be read by these queries: the rest of the cache is skipped, not masked.
             mask = jnp.arange(width)[None, None, :] <= query_slot[:, :, None]  # [B, Tq, width]
-            return _attend(q, keys[:, :width], values[:, :width], mask, cfg)
+            keys, values = (_layer_window(c, layer, width) for c in (cache.k, cache.v))
+            return _attend(q, keys, values, mask, cfg)
 
-        widths = attention_windows(keys.shape[1]) if t > 1 else (keys.shape[1],)
+        widths = attention_windows(cache.capacity) if t > 1 else (cache.capacity,)
         if len(widths) == 1:
-            out = attend_window(widths[0], q, keys, values, query_slot)
+            out = attend_window(widths[0], q, cache, query_slot)
         else:
             # The smallest window holding the furthest query's slot, picked at run time: one compiled program
             # serves every offset, and an extend or prefill near the start of the cache reads only that part.
@@ -148,8 +195,8 @@ class Attention(nnx.Module):
             reach = jnp.max(query_slot) + 1
             index = jnp.minimum(jnp.searchsorted(jnp.asarray(widths), reach), len(widths) - 1)
             branches = [functools.partial(attend_window, w) for w in widths]
-            out = jax.lax.switch(index, branches, q, keys, values, query_slot)
-        return out @ self.o_proj[...].astype(cfg.dtype), keys, values
+            out = jax.lax.switch(index, branches, q, cache, query_slot)
+        return self._linear(out, "o_proj"), cache
 
 
 def attention_windows(capacity: int) -> tuple[int, ...]:
@@ -161,15 +208,22 @@ def attention_windows(capacity: int) -> tuple[int, ...]:
     return tuple(range(step, capacity, step)) + (capacity,)
 
 
-def _write_rows(cache: jax.Array, new: jax.Array, offsets: jax.Array) -> jax.Array:
-    """cache [B, S, K, D] with new [B, T, K, D] written at slots offsets[b] .. offsets[b]+T-1 of row b;
-    slots at or past S are dropped.
+def _write_rows(cache: jax.Array, layer: jax.Array, new: jax.Array, offsets: jax.Array) -> jax.Array:
+    """cache [L, B, S, K, D] with new [B, T, K, D] written into layer `layer` at slots offsets[b] ..
+    offsets[b]+T-1 of row b; slots at or past S are dropped.
 
-    Not `dynamic_update_slice`: it would shift a write that runs past the end back to S-T, over the row's
-    valid slots. That happens to a row left out of an `extend` (padded, its writes never read) when it
-    is near its end. On CPU the scatter costs about what the vmapped update slice did."""
+    One scatter into the stacked cache (in place inside the layer scan). Not `dynamic_update_slice`: it
+    would shift a write that runs past the end back to S-T, over the row's valid slots. That happens to a
+    row left out of an `extend` (padded, its writes never read) when it is near its end."""
     slots = offsets[:, None] + jnp.arange(new.shape[1])[None, :]  # [B, T]
-    return cache.at[jnp.arange(cache.shape[0])[:, None], slots].set(new, mode="drop")
+    rows = jnp.arange(cache.shape[1])[:, None]
+    return cache.at[layer, rows, slots].set(new, mode="drop")
+
+
+def _layer_window(cache: jax.Array, layer: jax.Array, width: int) -> jax.Array:
+    """Slots [0, width) of one layer of a stacked cache [L, B, S, K, D] -> [B, width, K, D]."""
+    _, b, _, k, d = cache.shape
+    return jax.lax.dynamic_slice(cache, (layer, 0, 0, 0, 0), (1, b, width, k, d))[0]
 
 
 def _attend(q: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array, cfg: ModelConfig) -> jax.Array:
@@ -193,36 +247,57 @@ def _attend(q: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array, c
     return out.reshape(b, kv, group, t, hd).transpose(0, 3, 1, 2, 4).reshape(b, t, kv * group * hd)
 
 
-class MLP(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rules: ShardingRules, *, rngs: nnx.Rngs):
-        d, f, pd = cfg.hidden_size, cfg.intermediate_size, cfg.param_dtype
-        self.gate_proj = _param(rngs, (d, f), ("embed", "mlp"), pd, "normal")
-        self.up_proj = _param(rngs, (d, f), ("embed", "mlp"), pd, "normal")
-        self.down_proj = _param(rngs, (f, d), ("mlp", "embed"), pd, "normal")
-        self.dtype = cfg.dtype
+class MLP(_Projections):
+    def __init__(self, cfg: ModelConfig, rules: ShardingRules, *, rngs: nnx.Rngs, layers: int,
+                 lora: LoRAConfig = LoRAConfig()):
+        d, f = cfg.hidden_size, cfg.intermediate_size
+        self.cfg = cfg
         self.rules = rules
+        self.lora_targets = lora.targets_of("mlp")
+        self.lora_scale = lora.scale
+        for name, shape, axes in (("gate_proj", (d, f), ("embed", "mlp")), ("up_proj", (d, f), ("embed", "mlp")),
+                                  ("down_proj", (f, d), ("mlp", "embed"))):
+            self._kernel(rngs, name, shape, axes, cfg, layers, lora, self.lora_targets)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = jax.nn.silu(x @ self.gate_proj[...].astype(self.dtype)) * (x @ self.up_proj[...].astype(self.dtype))
+        h = jax.nn.silu(self._linear(x, "gate_proj")) * self._linear(x, "up_proj")
         h = constrain(h, self.rules, ("batch", "seq", "act_mlp"))
-        return h @ self.down_proj[...].astype(self.dtype)
+        return self._linear(h, "down_proj")
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rules: ShardingRules, *, rngs: nnx.Rngs):
-        self.input_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, "norm", rngs=rngs)
-        self.attn = Attention(cfg, rules, rngs=rngs)
-        self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, "norm", rngs=rngs)
-        self.mlp = MLP(cfg, rules, rngs=rngs)
+    """All decoder layers, each parameter stacked over `layers`; called on one layer's slice of them."""
+
+    def __init__(self, cfg: ModelConfig, rules: ShardingRules, *, rngs: nnx.Rngs, layers: int,
+                 lora: LoRAConfig = LoRAConfig()):
+        norm = functools.partial(RMSNorm, cfg.hidden_size, cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, "norm",
+                                 rngs=rngs, layers=layers)
+        self.input_norm = norm()
+        self.attn = Attention(cfg, rules, rngs=rngs, layers=layers, lora=lora)
+        self.post_attn_norm = norm()
+        self.mlp = MLP(cfg, rules, rngs=rngs, layers=layers, lora=lora)
         self.rules = rules
 
-    def __call__(self, x, cos, sin, cache_k, cache_v, offsets, select=None):
-        h, k, v = self.attn(self.input_norm(x), cos, sin, cache_k, cache_v, offsets, select)
+    def __call__(self, x, cos, sin, cache, layer, offsets, select=None):
+        h, cache = self.attn(self.input_norm(x), cos, sin, cache, layer, offsets, select)
         if select is not None:  # only these positions go on; the others' keys and values are made
             x = jnp.take_along_axis(x, select[:, None, None], axis=1)
         x = constrain(x + h, self.rules, ("batch", "seq", "act_embed"))
         x = x + self.mlp(self.post_attn_norm(x))
-        return constrain(x, self.rules, ("batch", "seq", "act_embed")), k, v
+        return constrain(x, self.rules, ("batch", "seq", "act_embed")), cache
+
+
+def _remat(fn, policy: Remat):
+    if policy == "none":
+        return fn
+    if policy not in REMAT_POLICIES:
+        raise ValueError(f"remat must be one of {', '.join(REMAT_POLICIES)}, got {policy!r}")
+    saveable = {
+        "full": None,
+        "dots_saveable": jax.checkpoint_policies.dots_saveable,
+        "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    }[policy]
+    return jax.checkpoint(fn, policy=saveable, prevent_cse=False)
 
 
 class Decoder(nnx.Module):
@@ -231,36 +306,59 @@ class Decoder(nnx.Module):
     Without a cache the forward is a plain causal pass over the T tokens (training). With a cache the
     new keys and values are written at each row's offset and the updated cache is returned."""
 
-    def __init__(self, cfg: ModelConfig, rules: ShardingRules = ShardingRules(), *, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rules: ShardingRules = ShardingRules(), *, rngs: nnx.Rngs,
+                 lora: LoRAConfig = LoRAConfig(), scan_unroll: int | bool = 1):
+        """`scan_unroll`: layers per iteration of the layer scan (True: all, straight-line code). Results do
+        not depend on it; `ascl plan` unrolls its small cost probes so that XLA counts every layer."""
+        self.scan_unroll = scan_unroll
         self.embed = _param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), cfg.param_dtype, "normal")
-        self.layers = nnx.List([Block(cfg, rules, rngs=rngs) for _ in range(cfg.num_layers)])
+        self.layers = Block(cfg, rules, rngs=rngs, layers=cfg.num_layers, lora=lora)
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, "norm", rngs=rngs)
         if not cfg.tie_word_embeddings:
             self.lm_head = _param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), cfg.param_dtype, "normal")
         self.cfg = cfg
         self.rules = rules
 
-    def hidden_states(self, tokens, positions, cache: KVCache | None = None, offsets=None, select=None):
+    def hidden_states(self, tokens, positions, cache: KVCache | None = None, offsets=None, select=None, *,
+                      remat: Remat = "none"):
         """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
 
         With `select` i32[B], only position select[b] of each row is returned ([B, 1, D]): the last layer
         then runs its queries, output projection and MLP on that position alone, while keys and values
         are still made (and cached) for every position. Sampling after a prefill or an extend needs no
-        more, and the last layer's work on the other positions would be thrown away."""
+        more, and the last layer's work on the other positions would be thrown away.
+
+        `remat` rematerialises each layer in the backward pass (training); it changes memory, not results."""
         cfg = self.cfg
         x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.dtype)
         x = constrain(x, self.rules, ("batch", "seq", "act_embed"))
         inv_freq, attention_factor = inverse_frequencies(cfg.rope, cfg.head_dim)
         cos, sin = rope_tables(positions, inv_freq, attention_factor)
-        new_k, new_v = [], []
-        for i, layer in enumerate(self.layers):
-            ck = None if cache is None else cache.k[i]
-            cv = None if cache is None else cache.v[i]
-            x, k, v = layer(x, cos, sin, ck, cv, offsets, select if i == len(self.layers) - 1 else None)
-            new_k.append(k)
-            new_v.append(v)
-        x = self.norm(x)
-        return x, (None if cache is None else KVCache(k=tuple(new_k), v=tuple(new_v)))
+        graphdef, stacked = nnx.split(self.layers)
+
+        def layer(x, cache, params, i, sel=None):
+            return nnx.merge(graphdef, params)(x, cos, sin, cache, i, offsets, sel)
+
+        if select is None:
+            def body(carry, xs):
+                return layer(*carry, *xs), None
+
+            (x, cache), _ = jax.lax.scan(_remat(body, remat), (x, cache), (stacked, jnp.arange(cfg.num_layers)),
+                                         unroll=self.scan_unroll)
+        else:
+            # The last layer runs apart on the selected positions. The others index the stacked parameters
+            # by layer (no slice of the stack is copied); this path is inference only, so no gradient has
+            # to flow back through the indexing.
+            def at(i):
+                return jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), stacked)
+
+            def body(carry, i):
+                return layer(*carry, at(i), i), None
+
+            last = cfg.num_layers - 1
+            (x, cache), _ = jax.lax.scan(body, (x, cache), jnp.arange(last), unroll=self.scan_unroll)
+            x, cache = layer(x, cache, at(last), jnp.int32(last), select)
+        return self.norm(x), cache
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """Projects hidden states [..., D] to float32 logits [..., V]."""
@@ -273,6 +371,6 @@ class Decoder(nnx.Module):
             out = jnp.einsum("...d,dv->...v", hidden, w, preferred_element_type=jnp.float32)
         return constrain(out, self.rules, ("batch", "seq", "act_vocab")[-out.ndim:])
 
-    def __call__(self, tokens, positions, cache: KVCache | None = None, offsets=None):
-        hidden, cache = self.hidden_states(tokens, positions, cache, offsets)
+    def __call__(self, tokens, positions, cache: KVCache | None = None, offsets=None, *, remat: Remat = "none"):
+        hidden, cache = self.hidden_states(tokens, positions, cache, offsets, remat=remat)
         return self.logits(hidden), cache

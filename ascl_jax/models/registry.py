@@ -16,6 +16,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ascl_jax.errors import ModelNotFoundError
 from ascl_jax.models.config import ModelConfig, RopeConfig
+from ascl_jax.models.lora import LoRAConfig
 from ascl_jax.models.params import ArraySource, hf_tensors, init_params, load_params
 from ascl_jax.models.safetensors_io import SafetensorsFolder, write_hf_folder
 from ascl_jax.models.tiny_tokenizer import tiny_tokenizer
@@ -49,6 +50,12 @@ BUILTIN_CONFIGS: dict[str, ModelConfig] = {
     ),
 }
 PACKAGED = ("smollm2-135m",)
+# Architectures without weights: the published config.json of real models, for `ascl plan`.
+ARCHITECTURES_DIR = Path(__file__).parent / "architectures"
+
+
+def architecture_names() -> list[str]:
+    return sorted(p.stem for p in ARCHITECTURES_DIR.glob("*.json"))
 RUN_MODEL_DIR = "model"  # where `ascl train` writes a run's final model, as an HF folder
 # Chat format by architecture for loaded checkpoints: Qwen speaks its own template; SmolLM2 (llama
 # architecture) speaks ChatML. A Llama 3 checkpoint's header-token format is not ChatML: building a
@@ -79,51 +86,86 @@ def model_names() -> list[str]:
     return [*BUILTIN_CONFIGS, *PACKAGED]
 
 
+def model_config(spec: str, dtype: str | None = None) -> ModelConfig:
+    """The ModelConfig that `--model spec` names, without reading weights: a built-in, an architecture name
+    (`architecture_names()`), a .gguf file (its metadata), an HF folder's or a run folder's config.json."""
+    over = {} if dtype is None else {"dtype": dtype, "param_dtype": dtype}
+    if spec in BUILTIN_CONFIGS:
+        return dataclasses.replace(BUILTIN_CONFIGS[spec], **over)
+    if spec in architecture_names():
+        return ModelConfig.from_hf_file(ARCHITECTURES_DIR / f"{spec}.json", **over)
+    if spec == "smollm2-135m":
+        from ascl_jax.models.gguf import smollm2_gguf_path
+
+        spec = str(smollm2_gguf_path())
+    path = Path(spec)
+    if path.is_dir() and (path / RUN_MODEL_DIR / "config.json").exists():
+        path = path / RUN_MODEL_DIR
+    if path.suffix == ".gguf" and path.is_file():
+        from ascl_jax.models.gguf import load_gguf
+
+        return ModelConfig.from_hf_dict(load_gguf(path).hf_config, source=str(path), **over)
+    if path.is_dir() and (path / "config.json").exists():
+        return ModelConfig.from_hf_file(path / "config.json", **over)
+    raise ModelNotFoundError(
+        f"no model {spec!r}: give a built-in ({', '.join(model_names())}), an architecture "
+        f"({', '.join(architecture_names())}), a .gguf file, a folder with config.json, or a run folder"
+    )
+
+
 def load_model(
     spec: str,
     mesh: Mesh | None = None,
     rules: ShardingRules = ShardingRules(),
     dtype: str | None = None,
     seed: int = 0,
+    lora: LoRAConfig = LoRAConfig(),
 ) -> LoadedModel:
     """Resolve `spec` (built-in name, .gguf file, HF folder, or a run folder of `ascl train`) onto `mesh`
     (default: one device).
 
-    `dtype` ("float32"/"bfloat16") overrides both parameter and compute dtype."""
+    `dtype` ("float32"/"bfloat16") overrides both parameter and compute dtype. With `lora.rank` > 0 the
+    model gets fresh LoRA adapters (zero B: the loaded model unchanged), which training then trains alone."""
     mesh = mesh or single_device_mesh()
     over = {} if dtype is None else {"dtype": dtype, "param_dtype": dtype}
     if spec in BUILTIN_CONFIGS:
         cfg = dataclasses.replace(BUILTIN_CONFIGS[spec], **over)
-        graphdef, params = init_params(cfg, mesh, rules, seed)
+        graphdef, params = init_params(cfg, mesh, rules, seed, lora)
         return LoadedModel(spec, cfg, graphdef, params, tiny_tokenizer(), mesh, rules, "chatml_compact")
     if spec == "smollm2-135m":
         from ascl_jax.models.gguf import smollm2_gguf_path
 
-        return _load_gguf(smollm2_gguf_path(), spec, mesh, rules, over)
+        return _load_gguf(smollm2_gguf_path(), spec, mesh, rules, over, lora, seed)
     path = Path(spec)
     if path.is_dir() and (path / RUN_MODEL_DIR / "config.json").exists():
         path = path / RUN_MODEL_DIR  # a run folder: its final model
     if path.suffix == ".gguf" and path.is_file():
-        return _load_gguf(path, spec, mesh, rules, over)
+        return _load_gguf(path, spec, mesh, rules, over, lora, seed)
     if path.is_dir() and (path / "config.json").exists():
         cfg = ModelConfig.from_hf_file(path / "config.json", **over)
-        graphdef, params = load_params(cfg, SafetensorsFolder(path), mesh, rules)
+        graphdef, params = load_params(cfg, SafetensorsFolder(path), mesh, rules, lora, seed)
         family = _folder_chat_family(path / "config.json", cfg)
         return LoadedModel(str(path), cfg, graphdef, params, _folder_tokenizer(path), mesh, rules, family)
     if path.is_dir():
         raise ModelNotFoundError(f"{path}: a model folder needs a config.json (a Hugging Face model folder)")
+    if spec in architecture_names():
+        raise ModelNotFoundError(
+            f"{spec} is an architecture without weights (for `ascl plan`); to train, give the model's Hugging "
+            "Face folder (config.json, safetensors, tokenizer files)"
+        )
     raise ModelNotFoundError(
         f"no model {spec!r}: give a built-in ({', '.join(model_names())}), a .gguf file, a folder with "
         "config.json, or a run folder"
     )
 
 
-def _load_gguf(path: Path, name: str, mesh: Mesh, rules: ShardingRules, over: dict) -> LoadedModel:
+def _load_gguf(path: Path, name: str, mesh: Mesh, rules: ShardingRules, over: dict, lora: LoRAConfig,
+               seed: int) -> LoadedModel:
     from ascl_jax.models.gguf import load_gguf
 
     ckpt = load_gguf(path)
     cfg = ModelConfig.from_hf_dict(ckpt.hf_config, source=str(path), **over)
-    graphdef, params = load_params(cfg, ArraySource(ckpt.tensors, str(path)), mesh, rules)
+    graphdef, params = load_params(cfg, ArraySource(ckpt.tensors, str(path)), mesh, rules, lora, seed)
     return LoadedModel(name, cfg, graphdef, params, ckpt.tokenizer, mesh, rules, _CHAT_FAMILY.get(cfg.architecture))
 
 

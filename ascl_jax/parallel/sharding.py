@@ -22,6 +22,8 @@ DEFAULT_RULES: tuple[tuple[str, MeshAxes], ...] = (
     ("mlp", "tensor"),
     ("head_dim", None),
     ("norm", None),
+    ("layers", None),  # the stacked layer axis: the layer scan slices it, so it is never split
+    ("lora_rank", None),
     # activations
     ("batch", ("data", "fsdp")),
     ("seq", None),

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ascl_jax.models.decoder import Remat
 from ascl_jax.rl.config import LossConfig
 from ascl_jax.rl.loss import policy_loss, token_logprobs
 from ascl_jax.rollout.trajectory import Trajectory
@@ -38,11 +39,12 @@ def pack(trajectories: Sequence[Trajectory], pad_id: int) -> dict[str, np.ndarra
     return {"tokens": tokens, "loss_mask": mask, "sampler_logprobs": sampler}
 
 
-def _shifted_logprobs(model: nnx.Module, tokens: jax.Array, temperature: float) -> tuple[jax.Array, jax.Array]:
+def _shifted_logprobs(model: nnx.Module, tokens: jax.Array, temperature: float,
+                      remat: Remat = "none") -> tuple[jax.Array, jax.Array]:
     """(logprobs f32[B, W], entropy f32[B, W]): position t holds token t's log-probability given tokens < t
     (position 0 holds 0), and the entropy of that predictive distribution."""
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
-    logits, _ = model(tokens, positions)
+    logits, _ = model(tokens, positions, remat=remat)
     logits = logits[:, :-1]
     lp = token_logprobs(logits, tokens[:, 1:], temperature=temperature)
     logp_all = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
@@ -61,12 +63,14 @@ def sequence_logprobs(graphdef, params, tokens, *, temperature: float, num_micro
     return lp.reshape(b, w), ent.reshape(b, w)
 
 
-def rl_loss(model: nnx.Module, mb: dict[str, jax.Array], *, loss: LossConfig, temperature: float):
-    """The policy loss of one micro-batch as (numerator, denominator, metric sums).
+def rl_loss(model: nnx.Module, mb: dict[str, jax.Array], *, loss: LossConfig, temperature: float,
+            remat: Remat = "none"):
+    """The policy loss of one micro-batch as (numerator, denominator, metric sums); `remat` is the decoder's
+    rematerialisation policy.
 
     mb: tokens i32[b, W], loss_mask f32[b, W], old_logprobs f32[b, W], advantages f32[b], and
     ref_logprobs f32[b, W] when loss.kl_coef > 0."""
-    lp, _ = _shifted_logprobs(model, mb["tokens"], temperature)
+    lp, _ = _shifted_logprobs(model, mb["tokens"], temperature, remat)
     return policy_loss(
         lp, mb["old_logprobs"], mb["advantages"], mb["loss_mask"],
         ref_logprobs=mb.get("ref_logprobs"), clip_low=loss.clip_low, clip_high=loss.clip_high,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ascl_jax.errors import ConfigError
+from ascl_jax.models.decoder import Remat
 
 # The options each registered estimator takes (see ascl_jax.rl.advantages.ADVANTAGE_ESTIMATORS).
 _ESTIMATOR_OPTIONS = {
@@ -47,7 +48,9 @@ class LossConfig:
 @dataclass(frozen=True)
 class RLConfig:
     """steps: optimizer steps of RL; prompts_per_step x rollout.group_size rollouts make a step's batch;
-    epochs (mu): policy updates per batch; micro_batches: gradient accumulation per update."""
+    epochs (mu): policy updates per batch; micro_batches: gradient accumulation per update (and micro-batches
+    of the log-probability passes); remat: the decoder's rematerialisation in the update (none | full |
+    dots_saveable | dots_with_no_batch_dims_saveable: less memory, more compute; `ascl plan` shows which fits)."""
 
     steps: int = 20
     prompts_per_step: int = 8
@@ -56,6 +59,7 @@ class RLConfig:
     advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     max_consecutive_skips: int = 3
+    remat: Remat = "none"
 
     def __post_init__(self) -> None:
         for name in ("prompts_per_step", "epochs", "micro_batches", "max_consecutive_skips"):

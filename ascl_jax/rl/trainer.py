@@ -22,6 +22,7 @@ import numpy as np
 from ascl_jax.chat.formats import ChatFormat
 from ascl_jax.data.prompts import batch_prompts, prompt_batches
 from ascl_jax.errors import UserError
+from ascl_jax.models.lora import join, trainable_split
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.parallel.host import put_global, to_host
 from ascl_jax.parallel.sharding import batch_sharding
@@ -92,16 +93,18 @@ class RLTrainer:
         self.batches = prompt_batches(len(self.prompts), rl.prompts_per_step, settings.seed)
         self.tx = make_optimizer(settings.optimizer)
         self.lr_schedule = learning_rate_schedule(settings.optimizer)
-        self.params = model.params
+        # With LoRA adapters only they are trained (and optimised and checkpointed); the base stays frozen.
+        self.params, self.frozen = trainable_split(model.params)
         self.opt_state = init_optimizer_state(self.tx, self.params, model.mesh)
-        self.ref_params = jax.tree.map(jnp.copy, model.params) if rl.loss.kl_coef > 0 else None
+        # The reference policy differs from the policy only in what is trained: a copy of that part.
+        self.ref_params = jax.tree.map(jnp.copy, self.params) if rl.loss.kl_coef > 0 else None
         self.step = 0
         self.consecutive_skips = 0
         self.detector = RefusalDetector()
         sampling = settings.rollout.sampling
         self.temperature = 1.0 if sampling.greedy else sampling.temperature
         # One loss function object per (loss config, temperature): jit caches on its identity.
-        self.loss_fn = _bind_loss(rl.loss, self.temperature)
+        self.loss_fn = bind_rl_loss(rl.loss, self.temperature, rl.remat)
         rows = rl.prompts_per_step * settings.rollout.group_size
         if rows % rl.micro_batches:
             raise UserError(f"rl.micro_batches={rl.micro_batches} must divide the {rows} rollouts of a step")
@@ -130,7 +133,7 @@ class RLTrainer:
         self.checkpointer.save(self.step + self.step_offset, self.params, self.opt_state, meta)
 
     def current_model(self) -> LoadedModel:
-        return dataclasses.replace(self.model, params=self.params)
+        return dataclasses.replace(self.model, params=join(self.params, self.frozen))
 
     # ----- the loop
 
@@ -194,20 +197,21 @@ class RLTrainer:
         host = pack(trajs, model.config.pad_token_id or 0)
         put = lambda x: put_global(x, batch_sharding(model.mesh, model.rules, x.shape))  # noqa: E731
         tokens = put(host["tokens"])
+        policy = join(self.params, self.frozen)
         with jax.set_mesh(model.mesh):
-            old_lp, entropy = sequence_logprobs(model.graphdef, self.params, tokens, temperature=self.temperature,
+            old_lp, entropy = sequence_logprobs(model.graphdef, policy, tokens, temperature=self.temperature,
                                                 num_micro=rl.micro_batches)
             batch = {"tokens": tokens, "loss_mask": put(host["loss_mask"]), "old_logprobs": old_lp,
                      "advantages": put(np.asarray(adv))}
             if self.ref_params is not None:
-                batch["ref_logprobs"], _ = sequence_logprobs(model.graphdef, self.ref_params, tokens,
+                batch["ref_logprobs"], _ = sequence_logprobs(model.graphdef, join(self.ref_params, self.frozen), tokens,
                                                              temperature=self.temperature, num_micro=rl.micro_batches)
             out: dict[str, Any] = {}
             skipped = 0.0
             for _ in range(rl.epochs):
                 self.params, self.opt_state, m = update_step(
                     model.graphdef, self.params, self.opt_state, batch, loss_fn=self.loss_fn, tx=self.tx,
-                    num_micro=rl.micro_batches,
+                    num_micro=rl.micro_batches, frozen=self.frozen,
                 )
                 skipped = max(skipped, float(m["skipped"]))
                 out = m
@@ -284,6 +288,7 @@ def _mean(x) -> float | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _bind_loss(loss: LossConfig, temperature: float):
-    return functools.partial(rl_loss, loss=loss, temperature=temperature)
+def bind_rl_loss(loss: LossConfig, temperature: float, remat: str = "none"):
+    """`rl_loss` with its options bound: one object per options, since jit caches on its identity."""
+    return functools.partial(rl_loss, loss=loss, temperature=temperature, remat=remat)
 

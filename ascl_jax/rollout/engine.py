@@ -80,8 +80,7 @@ def _placed(state: DecodeState, rules: ShardingRules) -> DecodeState:
     never replicated on every device, and the same rows on the same process throughout a rollout, which
     the multi-process host loop relies on."""
     rows = lambda x: constrain(x, rules, ("batch",) + (None,) * (x.ndim - 1))  # noqa: E731
-    cache = KVCache(k=tuple(constrain(k, rules, CACHE_AXES) for k in state.cache.k),
-                    v=tuple(constrain(v, rules, CACHE_AXES) for v in state.cache.v))
+    cache = KVCache(k=constrain(state.cache.k, rules, CACHE_AXES), v=constrain(state.cache.v, rules, CACHE_AXES))
     return DecodeState(cache, rows(state.tokens), rows(state.sampled), rows(state.logprobs), rows(state.seq_len),
                        rows(state.limit), rows(state.stop), rows(state.row_keys))
 
@@ -134,7 +133,8 @@ def prefill(
                                     select=prompt_lens - 1)
     logits = model.logits(hidden[:, 0])
     rep = functools.partial(jnp.repeat, repeats=group_size, axis=0, total_repeat_length=p * group_size)
-    cache = KVCache(k=tuple(rep(k) for k in cache.k), v=tuple(rep(v) for v in cache.v))
+    rep_rows = functools.partial(jnp.repeat, repeats=group_size, axis=1, total_repeat_length=p * group_size)
+    cache = KVCache(k=rep_rows(cache.k), v=rep_rows(cache.v))
     b = p * group_size
     tokens = jnp.zeros((b, capacity), jnp.int32).at[:, :length].set(rep(prompts))
     seq_len = rep(prompt_lens).astype(jnp.int32)

@@ -12,10 +12,12 @@ import numpy as np
 
 from ascl_jax.data.prompts import prompt_batches
 from ascl_jax.errors import ConfigError
+from ascl_jax.models.decoder import Remat
+from ascl_jax.models.lora import join, trainable_split
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.parallel.host import put_global
 from ascl_jax.parallel.sharding import batch_sharding
-from ascl_jax.sft.loss import sft_loss
+from ascl_jax.sft.loss import sft_loss_fn
 from ascl_jax.training.checkpoint import Checkpointer, model_record, restore_newest
 from ascl_jax.training.metrics_log import MetricsLog
 from ascl_jax.training.optimizer import (
@@ -30,12 +32,14 @@ from ascl_jax.training.update import update_step
 @dataclass(frozen=True)
 class SFTConfig:
     """steps: optimizer steps (0 skips the stage); batch_size conversations a step; max_tokens: the
-    padded length of every example (a longer one is an error)."""
+    padded length of every example (a longer one is an error); remat: the decoder's rematerialisation
+    (none | full | dots_saveable | dots_with_no_batch_dims_saveable)."""
 
     steps: int = 300
     batch_size: int = 32
     micro_batches: int = 1
     max_tokens: int = 512
+    remat: Remat = "none"
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
         learning_rate=3e-3, warmup_steps=20, total_steps=300, min_lr_ratio=0.1, weight_decay=0.0))
 
@@ -58,8 +62,10 @@ class SFTTrainer:
         self.batches = prompt_batches(n, min(cfg.batch_size, n), seed)
         self.tx = make_optimizer(cfg.optimizer)
         self.lr = learning_rate_schedule(cfg.optimizer)
-        self.params = model.params
+        # With LoRA adapters only they are trained (and optimised and checkpointed); the base stays frozen.
+        self.params, self.frozen = trainable_split(model.params)
         self.opt_state = init_optimizer_state(self.tx, self.params, model.mesh)
+        self.loss_fn = sft_loss_fn(cfg.remat)
         self.step = 0
 
     def restore_latest(self) -> bool:
@@ -75,7 +81,7 @@ class SFTTrainer:
         return True
 
     def current_model(self) -> LoadedModel:
-        return dataclasses.replace(self.model, params=self.params)
+        return dataclasses.replace(self.model, params=join(self.params, self.frozen))
 
     def run(self, checkpoint_every: int = 0, on_step: Callable[[int, dict], None] | None = None) -> None:
         while self.step < self.cfg.steps:
@@ -85,8 +91,8 @@ class SFTTrainer:
                      for k, v in self.data.items()}
             with jax.set_mesh(self.model.mesh):
                 self.params, self.opt_state, m = update_step(
-                    self.model.graphdef, self.params, self.opt_state, batch, loss_fn=sft_loss, tx=self.tx,
-                    num_micro=self.cfg.micro_batches,
+                    self.model.graphdef, self.params, self.opt_state, batch, loss_fn=self.loss_fn, tx=self.tx,
+                    num_micro=self.cfg.micro_batches, frozen=self.frozen,
                 )
             tokens = max(float(m["token_count"]), 1.0)
             metrics = {

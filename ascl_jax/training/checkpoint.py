@@ -110,6 +110,7 @@ def restore_newest(checkpointer: Checkpointer | None, params_like, opt_like, con
     `config_record` and its `model_config`), or None when there is none yet."""
     if checkpointer is None or checkpointer.latest_step() is None:
         return None
-    expect = {"model": config_record.get("model")} if "model" in config_record else {}
+    # The model and its adapters decide what the saved arrays are.
+    expect = {k: config_record[k] for k in ("model", "lora") if k in config_record}
     return checkpointer.restore(checkpointer.latest_step(), params_like, opt_like, expect,
                                 {"model_config": model_record(model_config)})

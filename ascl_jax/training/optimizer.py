@@ -55,18 +55,25 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
     return optax.chain(*parts)
 
 
+def optimizer_state_shardings(tx: optax.GradientTransformation, params, mesh):
+    """Shardings of the optimizer state: each moment like its parameter, scalars replicated. `params` may
+    be real or abstract (ShapeDtypeStructs with shardings)."""
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    abstract = jax.eval_shape(tx.init, params)
+    return optax.tree_utils.tree_map_params(
+        tx, lambda _, p: p.sharding, abstract, params,
+        transform_non_params=lambda _: NamedSharding(mesh, PartitionSpec()),
+    )
+
+
 def init_optimizer_state(tx: optax.GradientTransformation, params, mesh):
     """The optimizer state, each moment sharded like its parameter (scalars replicated).
 
     A plain jitted `tx.init` leaves the zeros replicated: on an FSDP mesh every device would hold the
     whole of Adam's moments, and the first update would compile again for the changed layout."""
     import jax
-    from jax.sharding import NamedSharding, PartitionSpec
 
-    abstract = jax.eval_shape(tx.init, params)
-    shardings = optax.tree_utils.tree_map_params(
-        tx, lambda _, p: p.sharding, abstract, params,
-        transform_non_params=lambda _: NamedSharding(mesh, PartitionSpec()),
-    )
     with jax.set_mesh(mesh):
-        return jax.jit(tx.init, out_shardings=shardings)(params)
+        return jax.jit(tx.init, out_shardings=optimizer_state_shardings(tx, params, mesh))(params)

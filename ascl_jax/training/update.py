@@ -3,7 +3,10 @@
 A loss is given as a numerator and a denominator (DESIGN §1): the step minimises
 sum(numerators) / sum(denominators) over all micro-batches, devices and hosts. Denominators never depend
 on the parameters (they count tokens or sequences), so the gradient is sum(grad numerator) divided by
-the global denominator, and the update does not depend on how the batch was split."""
+the global denominator, and the update does not depend on how the batch was split.
+
+`params` are the trained parameters; `frozen` (LoRA: the base weights) joins them in the model but gets
+no gradient and no optimizer state."""
 
 from __future__ import annotations
 
@@ -40,22 +43,26 @@ def update_step(
     loss_fn: LossFn,
     tx: optax.GradientTransformation,
     num_micro: int,
+    frozen: nnx.State | None = None,
 ):
     """Accumulate over `num_micro` micro-batches (lax.scan), then one optimizer update.
 
     Returns (params, opt_state, metrics) where metrics hold the loss, the gradient norm, the skipped flag
     and the summed metric values of `loss_fn`. A non-finite loss or gradient skips the update (params
     and optimizer state unchanged) and reports `skipped = 1`."""
-    grads, num, den, sums = accumulate_gradients(graphdef, params, batch, loss_fn=loss_fn, num_micro=num_micro)
+    grads, num, den, sums = accumulate_gradients(graphdef, params, batch, loss_fn=loss_fn, num_micro=num_micro,
+                                                 frozen=frozen)
     return apply_gradients(params, opt_state, grads, num, den, sums, tx=tx)
 
 
-def accumulate_gradients(graphdef, params, batch, *, loss_fn: LossFn, num_micro: int):
+def accumulate_gradients(graphdef, params, batch, *, loss_fn: LossFn, num_micro: int,
+                         frozen: nnx.State | None = None):
     """(sum of numerator gradients, sum of numerators, sum of denominators, summed metrics)."""
     micro = split_micro_batches(batch, num_micro)
+    rest = () if frozen is None else (frozen,)
 
     def numerator(p, mb):
-        num, den, sums = loss_fn(nnx.merge(graphdef, p), mb)
+        num, den, sums = loss_fn(nnx.merge(graphdef, p, *rest), mb)
         return num, (den, sums)
 
     def body(carry, mb):
