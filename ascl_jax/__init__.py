@@ -1,6 +1,19 @@
 """ascl_jax: Adaptive Safe Context Learning with Inverse Frequency Policy Optimization, in JAX."""
 
+import logging as _logging
+
 __version__ = "0.1.0"
+
+
+class _NoTorchNotice(_logging.Filter):
+    """transformers announces at import that PyTorch is missing; this project uses its tokenizers,
+    configs and chat templates only, never its models, so that one line is noise. Others pass."""
+
+    def filter(self, record: _logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("PyTorch was not found.")
+
+
+_logging.getLogger("transformers").addFilter(_NoTorchNotice())
 
 # Public jit-able functions (DESIGN §2), imported lazily so that `import ascl_jax` stays light and does
 # not import jax before a program has set its platform flags.

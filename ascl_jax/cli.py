@@ -15,6 +15,16 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 - argparse hook
+        # `key=value` overrides may come before, between or after the flags: argparse hands the ones after
+        # a flag back as unrecognised; a command that takes overrides takes them in their order.
+        namespace, rest = super().parse_known_args(args, namespace)
+        if any(action.dest == "overrides" for action in self._actions):
+            late = [a for a in rest if not a.startswith("-")]
+            namespace.overrides = [*namespace.overrides, *late]
+            rest = [a for a in rest if a not in late]
+        return namespace, rest
+
 
 def build_parser() -> argparse.ArgumentParser:
     from ascl_jax.commands import COMMANDS

@@ -24,6 +24,7 @@ from ascl_jax.data import demo
 from ascl_jax.data.prompts import load_prompts
 from ascl_jax.errors import UserError
 from ascl_jax.eval.rollout_eval import evaluate
+from ascl_jax.models.lora_export import write_peft_adapter
 from ascl_jax.models.registry import RUN_MODEL_DIR, LoadedModel, export_hf, load_model
 from ascl_jax.parallel.host import sync_processes
 from ascl_jax.parallel.mesh import make_mesh
@@ -37,6 +38,7 @@ from ascl_jax.train_config import TrainConfig
 from ascl_jax.training.checkpoint import Checkpointer
 from ascl_jax.training.metrics_log import MetricsLog
 
+RUN_ADAPTER_DIR = "adapter"  # with LoRA: the adapters as a PEFT folder
 Progress = Callable[[str, int, int, dict[str, Any]], None]  # (stage, step, total, metrics)
 
 
@@ -79,23 +81,33 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
         raise UserError(f"run_dir={cfg.run_dir}: give a local or mounted folder (shared by all processes); "
                         "checkpoints can go to a URL with checkpoint.directory=gs://...")
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     record = to_dict(cfg)
-    _check_same_config(run_dir, record)
-    sync_processes("config checked")  # nobody reads config.yaml while process 0 rewrites it
-    if lead:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    checkpoints = epath.Path(cfg.checkpoint.directory) if cfg.checkpoint.directory else run_dir / "checkpoints"
+    _check_same_config(run_dir, record, checkpoints)
 
+    # Everything that can be wrong with the config, the model or the data files fails here, before the
+    # run folder is written: a fixed file and the same command then start the run.
     mesh = make_mesh(cfg.mesh)
     model = load_model(cfg.model, mesh=mesh, dtype=cfg.dtype, seed=cfg.seed, lora=cfg.lora)
     if model.chat_family is None:
         raise UserError(f"{cfg.model}: no chat format is known for this model")
     fmt = chat_format(model.chat_family, model.tokenizer)
     data = task_data(cfg, fmt)
+    _check_prompt_lengths(data, fmt, cfg)
+    sft_steps = cfg.sft.steps if data.sft else 0
+    packed = None
+    if sft_steps:
+        examples = [encode_conversation(fmt, c) for c in data.sft]
+        packed = pack_examples(examples, model.config.pad_token_id or 0, cfg.sft.max_tokens)
+
+    sync_processes("config checked")  # nobody reads config.yaml while process 0 rewrites it
+    if lead:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+    sync_processes("run folder written")
     metrics = MetricsLog(run_dir)
     results: dict[str, dict[str, Any]] = {}
     keep = cfg.checkpoint.keep
-    checkpoints = epath.Path(cfg.checkpoint.directory) if cfg.checkpoint.directory else run_dir / "checkpoints"
     eval_prompts = data.eval[: cfg.eval.max_prompts]
 
     def run_eval(name: str, m: LoadedModel) -> None:
@@ -109,15 +121,13 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
                 for t in trajs:
                     f.write(json.dumps(t.to_json()) + "\n")
 
-    sft_steps = cfg.sft.steps if data.sft else 0
     if sft_steps:
-        examples = [encode_conversation(fmt, c) for c in data.sft]
-        packed = pack_examples(examples, model.config.pad_token_id or 0, cfg.sft.max_tokens)
         sft = SFTTrainer(model, packed, dataclasses.replace(cfg.sft, steps=sft_steps), cfg.seed, metrics,
                          Checkpointer(checkpoints / "sft", keep), record)
         sft.restore_latest()
         sft.run(cfg.checkpoint.every, on_step=_stage(progress, "sft", sft_steps))
         model = sft.current_model()
+        del sft  # its optimizer state would otherwise stay in device memory through RL
     run_eval("after_sft" if sft_steps else "initial", model)
 
     if cfg.method == "ascl" and cfg.rl.steps:
@@ -131,7 +141,9 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
         model = trainer.current_model()
         run_eval("after_rl", model)
     metrics.close()
-    export_hf(model, run_dir / RUN_MODEL_DIR)
+    export_hf(model, run_dir / RUN_MODEL_DIR)  # adapters merged: a plain HF checkpoint
+    if cfg.lora.enabled:  # and the adapters alone, for PEFT on the base checkpoint
+        write_peft_adapter(run_dir / RUN_ADAPTER_DIR, model.params, cfg.lora, cfg.model)
     return {"results": results, "run_dir": str(run_dir), "metrics": metrics.read()}
 
 
@@ -141,10 +153,27 @@ def _stage(progress: Progress | None, name: str, total: int):
     return lambda step, m: progress(name, step, total, m)
 
 
-def _check_same_config(run_dir: Path, record: dict[str, Any]) -> None:
-    """A run folder belongs to one config: resuming it with another would mix two runs."""
+def _check_prompt_lengths(data: TaskData, fmt: ChatFormat, cfg: TrainConfig) -> None:
+    """Every prompt, rendered with its tool, fits rollout.max_prompt_tokens (checked before the run starts,
+    not at the step that draws it)."""
+    limit = cfg.rollout.max_prompt_tokens
+    for p in [*data.train, *data.eval[: cfg.eval.max_prompts]]:
+        tool = data.tool_for(p)
+        n = len(fmt.prompt_tokens(list(p.messages), [tool.schema] if tool is not None else None))
+        if n > limit:
+            raise UserError(f"prompt {p.id!r} is {n} tokens with the rule tool's schema; rollout.max_prompt_tokens "
+                            f"is {limit}: raise it or shorten the prompt")
+
+
+def _check_same_config(run_dir: Path, record: dict[str, Any], checkpoints: epath.Path) -> None:
+    """A run folder belongs to one config: resuming it with another would mix two runs. A folder that
+    holds no metrics and no checkpoint has no run in it yet (e.g. a start that stopped on a bad file)."""
     path = run_dir / "config.yaml"
     if not path.exists():
+        return
+    started = (run_dir / "metrics.jsonl").exists() or any(
+        (checkpoints / stage).exists() and any((checkpoints / stage).iterdir()) for stage in ("sft", "rl"))
+    if not started:
         return
     old = yaml.safe_load(path.read_text())
     if old != record:

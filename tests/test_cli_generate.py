@@ -40,3 +40,27 @@ def test_seeded_sampling_is_reproducible(capsys):
         main(["generate", "--model", "tiny", "--prompt", "x", "--max-new-tokens", "6", "--seed", str(seed), "--json"])
         outs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["tokens"])
     assert outs[0] == outs[1] and outs[0] != outs[2]
+
+
+def test_the_missing_torch_notice_of_transformers_is_silenced_and_other_warnings_are_not():
+    import logging
+
+    import ascl_jax  # noqa: F401  (installs the filter)
+    import transformers  # noqa: F401  (configures its logger, as every command's import does)
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    log = logging.getLogger("transformers")
+    handler = Keep()
+    log.addHandler(handler)
+    try:
+        log.warning("PyTorch was not found. Models won't be available and only tokenizers, configuration and "
+                    "file/data utilities can be used.")
+        log.warning("a real warning")
+    finally:
+        log.removeHandler(handler)
+    assert seen == ["a real warning"]

@@ -36,6 +36,26 @@ def test_train_demo_end_to_end(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_train_demo_with_lora(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--no-baseline", f"run_dir={run}", "lora.rank=8", "sft.steps=4", "rl.steps=2", "eval.max_prompts=4",
+            "data.demo.train_prompts=16", "data.demo.eval_prompts=4", "rl.prompts_per_step=2", "rollout.group_size=2",
+            "rollout.max_new_tokens=24", "checkpoint.every=1"]
+    assert main(argv) == 0
+    adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert adapter["r"] == 8 and adapter["peft_type"] == "LORA" and (run / "adapter" / "adapter_model.safetensors").exists()
+    meta = (run / "checkpoints" / "rl" / "6" / "params" / "_METADATA").read_text()
+    assert "q_proj_lora_a" in meta and "down_proj_lora_b" in meta and '"embed"' not in meta
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == list(range(1, 7)) and lines[-1]["skipped"] == 0.0
+    # the merged model is a plain HF folder the other commands take
+    assert main(["generate", "--model", str(run), "--prompt", "What is 2+3?", "--greedy", "--max-new-tokens", "4"]) == 0
+    # the same command again resumes the finished run (the adapters' checkpoint) instead of starting over
+    assert main(argv) == 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 6
+
+
+@pytest.mark.slow
 def test_compare_grpo_ifpo(tmp_path, capsys):
     assert main(["compare", "--algos", "grpo,ifpo", f"run_dir={tmp_path}", *SHORT, "rl.steps=1"]) == 0
     text = (tmp_path / "comparison.md").read_text()
@@ -86,4 +106,43 @@ def test_bad_prompt_file_names_the_row(capsys, tmp_path):
 
 def test_run_dir_of_another_config_is_refused(capsys, tmp_path):
     (tmp_path / "config.yaml").write_text("model: tiny\nseed: 5\n")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')  # a run has started here
     _one_line_error(capsys, ["train", f"run_dir={tmp_path}"], "holds a run with another config")
+
+
+def test_a_bad_data_file_leaves_no_run_folder_and_the_fixed_file_runs(capsys, tmp_path):
+    data, run = tmp_path / "prompts.jsonl", tmp_path / "run"
+    data.write_text('{"id": "a", "prompt": "What is 2+3?", "class": "utility", "reference": "5"}\n{"id": "b"}\n')
+    argv = ["train", "data.task=jsonl", f"data.prompts={data}", f"run_dir={run}", "sft.steps=0", "rl.steps=1",
+            "rl.prompts_per_step=1", "rollout.group_size=2", "rollout.max_new_tokens=8", "eval.max_prompts=0"]
+    _one_line_error(capsys, argv, "prompts.jsonl:2")
+    assert not run.exists()
+    data.write_text('{"id": "a", "prompt": "What is 2+3?", "class": "utility", "reference": "5"}\n')
+    _one_line_error(capsys, argv, "prompt 'a' is 159 tokens with the rule tool's schema; rollout.max_prompt_tokens is 96")
+    argv.append("rollout.max_prompt_tokens=256")
+    data.write_text('{"id": "a", "prompt": "What is 2+3?", "class": "utility", "reference": "5"}\n{"id": "b"}\n')
+    _one_line_error(capsys, argv, "prompts.jsonl:2")
+    assert not run.exists()  # nothing half-written
+    data.write_text('{"id": "a", "prompt": "What is 2+3?", "class": "utility", "reference": "5"}\n')
+    assert main(argv) == 0 and (run / "config.yaml").exists()
+    # a folder whose run never started (config.yaml only) does not hold "another run"
+    (run / "metrics.jsonl").unlink()
+    for stage in ("sft", "rl"):
+        import shutil
+
+        shutil.rmtree(run / "checkpoints" / stage, ignore_errors=True)
+    assert main([*argv, "seed=3"]) == 0
+
+
+def test_flags_and_overrides_in_any_order():
+    from pathlib import Path
+
+    from ascl_jax.cli import build_parser
+    from ascl_jax.commands.train import resolve_config
+
+    demo = str(Path(__file__).parent.parent / "configs" / "demo.yaml")
+    args = build_parser().parse_args(["train", "rl.steps=1", "--no-baseline", "sft.steps=2", demo, "--algo", "grpo",
+                                      "rl.steps=3"])
+    assert args.no_baseline and args.algo == "grpo"
+    cfg = resolve_config(args, [])
+    assert (cfg.rl.steps, cfg.sft.steps) == (3, 2)  # later overrides win, wherever the flags are

@@ -255,7 +255,7 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
         keys = jax.eval_shape(lambda: row_keys(0, np.arange(rows)))
         state_box: dict[str, Any] = {}
 
-        def lower_prefill(m, depth_key=None):
+        def lower_prefill(m):
             args = (_sds((prompts, plen), jnp.int32, replicated), _sds((prompts,), jnp.int32, replicated),
                     _sds(keys.shape, keys.dtype, replicated), _sds((rows,), jnp.int32, replicated))
             lowered = prefill.lower(m.graphdef, m.params, *args, cfg=m.config, group_size=group, capacity=capacity,
@@ -286,7 +286,8 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
             return extend.lower(m.graphdef, m.params, state, new, lens, sampling=sampling, stops=stops)
 
         kv = 2 * mcfg.num_layers * rows * capacity * mcfg.num_kv_heads * mcfg.head_dim * np.dtype(mcfg.dtype).itemsize
-        kv_chip = kv // max(1, _row_ways(mesh, rules, rows))
+        heads_split = mesh.shape["tensor"] if mcfg.num_kv_heads % mesh.shape["tensor"] == 0 else 1
+        kv_chip = kv // (max(1, _row_ways(mesh, rules, rows)) * heads_split)
         steps = rollout.decode_chunk
         return [
             _Program(f"{prefix}prefill", f"{prompts} prompts x {plen} tokens (x{group} samples share it), "
@@ -382,6 +383,20 @@ def _memory(compiled) -> tuple[int, int, int, int]:
             int(m.temp_size_in_bytes))
 
 
+_SIZE = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _exhausted_bytes(exc: Exception) -> int | None:
+    """The bytes XLA says a program needs when it refuses to compile it for lack of HBM, else None."""
+    import re
+
+    text = str(exc)
+    if "RESOURCE_EXHAUSTED" not in text:
+        return None
+    m = re.search(r"required for [^(]*\(([\d.]+)([KMGT])\)", text) or re.search(r"([\d.]+)([KMGT])", text)
+    return int(float(m.group(1)) * _SIZE[m.group(2)]) if m else None
+
+
 def _describe_failure(program: str, exc: Exception) -> str:
     text = " ".join(str(exc).split())
     return f"{program} failed to compile: {type(exc).__name__}: {text[:400]}"
@@ -425,7 +440,10 @@ class Planner:
             self._models[key] = _abstract_model(mcfg, self.rules, self.cfg.lora, self.mesh, self._txs(), unroll)
         return self._models[key]
 
-    def plan(self, only: set[str] | None = None, log: Callable[[str], None] | None = None) -> RunPlan:
+    def plan(self, only: set[str] | None = None, log: Callable[[str], None] | None = None,
+             cost: bool = True) -> RunPlan:
+        """Plan the run's programs (`only`: those named); `cost`=False skips the cost probes (memory and
+        compile time only)."""
         start = time.perf_counter()
         out = []
         # Model states are built outside the slice's mesh context (building them runs small host
@@ -437,11 +455,11 @@ class Planner:
                 continue
             if log:
                 log(f"compiling {prog.name} ({prog.what})")
-            out.append(self._plan_program(prog))
+            out.append(self._plan_program(prog, cost))
         return RunPlan({}, self.tpu.name, len(self.devices), str(self.devices[0].device_kind), self.mesh_sizes,
                        self.cfg.model, self.model_config.num_params, out, time.perf_counter() - start)
 
-    def _plan_program(self, prog: _Program) -> ProgramPlan:
+    def _plan_program(self, prog: _Program, cost: bool = True) -> ProgramPlan:
         import jax
 
         full = self._model(None, 1)
@@ -456,9 +474,16 @@ class Planner:
                 self._compiled[key] = compiled
                 plan.compile_seconds = round(time.perf_counter() - t0, 2)
             args, outs, alias, temp = _memory(compiled)
+            plan.metrics["code_bytes"] = float(compiled.memory_analysis().generated_code_size_in_bytes)
         except Exception as exc:  # report it on the program's row; the rest of the plan goes on
-            plan.error = _describe_failure(prog.name, exc)
-            return plan
+            needed = _exhausted_bytes(exc)
+            if needed is None:
+                plan.error = _describe_failure(prog.name, exc)
+                return plan
+            # XLA stops compiling once the temporaries alone exceed HBM: the program does not fit, by at
+            # least that much (arguments and outputs come on top).
+            args, outs, alias, temp = 0, 0, 0, needed
+            plan.metrics["temporaries_exceed_hbm"] = 1.0
         plan.argument_bytes, plan.output_bytes, plan.alias_bytes, plan.temp_bytes = args, outs, alias, temp
         plan.resident_bytes = int(prog.resident(full))
         plan.peak_bytes = args + outs - alias + temp + plan.resident_bytes
@@ -469,6 +494,8 @@ class Planner:
         weights = _tree_bytes(full.params) / self.mesh_sizes["tensor"]
         analytic_bytes = prog.weight_passes * weights + prog.cache_bytes
         plan.roofline_seconds = max(plan.model_flops / self.peak, analytic_bytes / self.bandwidth)
+        if not cost:
+            return plan
         try:
             flops, nbytes = self._probe_cost(prog)
         except Exception as exc:

@@ -68,7 +68,7 @@ def bigger_slices(tpu: TpuSlice) -> list[TpuSlice]:
 
 
 def suggest(cfg, tpu: TpuSlice, model_config, plan: RunPlan, log: Callable[[str], None] | None = None,
-            lora_rank: int = 16, max_variants: int = 8) -> dict[str, Any] | None:
+            lora_rank: int = 16, max_variants: int = 8, hbm_bytes: int | None = None) -> dict[str, Any] | None:
     """{"overrides": {...}, "topology": name, "peak_gib": ..., "tried": [...]} for the first variant that
     fits, or {"overrides": None, "tried": [...]} when none of those tried does."""
     # Only memory can be planned away; a program that does not compile is reported as it is.
@@ -77,7 +77,7 @@ def suggest(cfg, tpu: TpuSlice, model_config, plan: RunPlan, log: Callable[[str]
         return None
     tried: list[dict[str, Any]] = []
     overrides: dict[str, Any] = {}
-    planner = Planner(cfg, tpu, model_config)
+    planner = Planner(cfg, tpu, model_config, hbm_bytes=hbm_bytes)
     row_ways = planner.mesh_sizes["data"] * planner.mesh_sizes["fsdp"]
     variants = list(_steps(cfg, failing, row_ways, lora_rank))[:max_variants]
     for step in variants:
@@ -85,7 +85,8 @@ def suggest(cfg, tpu: TpuSlice, model_config, plan: RunPlan, log: Callable[[str]
         variant = with_overrides(cfg, overrides)
         if log:
             log(f"trying {' '.join(f'{k}={v}' for k, v in overrides.items())}")
-        result = Planner(variant, tpu, model_config, devices=planner.devices).plan(only=failing, log=log)
+        result = Planner(variant, tpu, model_config, devices=planner.devices, hbm_bytes=hbm_bytes).plan(only=failing,
+                                                                                                    log=log)
         worst = max(result.programs, key=lambda p: p.peak_bytes - p.hbm_bytes)
         tried.append({"overrides": dict(overrides), "fits": result.fits,
                       "worst": worst.name, "worst_peak_gib": round(worst.peak_bytes / GIB, 2)})
@@ -99,7 +100,7 @@ def suggest(cfg, tpu: TpuSlice, model_config, plan: RunPlan, log: Callable[[str]
         variant = with_overrides(cfg, {**overrides, **mesh})
         if log:
             log(f"trying {bigger.name} with {' '.join(f'{k}={v}' for k, v in {**overrides, **mesh}.items())}")
-        result = Planner(variant, bigger, model_config).plan(log=log)
+        result = Planner(variant, bigger, model_config, hbm_bytes=hbm_bytes).plan(log=log)
         tried.append({"overrides": {**overrides, **mesh}, "topology": bigger.name, "fits": result.fits,
                       "peak_gib": round(result.peak_bytes / GIB, 2)})
         if result.fits:

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=run_rollout)
     __import__("ascl_jax.bench.train", fromlist=["add_subcommand"]).add_subcommand(kinds)  # `bench train`
+    __import__("ascl_jax.bench.compile_time", fromlist=["add_subcommand"]).add_subcommand(kinds)  # `bench compile`
 
 
 def _print(result: dict, as_json: bool) -> None:

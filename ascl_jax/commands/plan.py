@@ -52,7 +52,7 @@ def run_plan(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     tpu = resolve_slice(args.topology)
     cfg = resolve_config(args, [])
-    mcfg = model_config(cfg.model)
+    mcfg = _model_config(cfg.model)
     only = None
     if args.programs:
         only = {p.strip() for p in args.programs.split(",") if p.strip()}
@@ -74,6 +74,26 @@ def run_plan(args: argparse.Namespace) -> int:
     else:
         print(format_plan(out))
     return 0
+
+
+def _model_config(spec: str):
+    """The model's config without its weights. A checkpoint folder that is not on this machine (a config
+    written for the cluster, e.g. /models/Qwen3-8B) is planned with the built-in architecture of the
+    same name, and the log says so."""
+    from pathlib import Path
+
+    from ascl_jax.errors import ModelNotFoundError
+    from ascl_jax.models.registry import architecture_names, model_config
+
+    try:
+        return model_config(spec)
+    except ModelNotFoundError:
+        name = Path(spec).name.lower().removesuffix("-instruct")
+        if name not in architecture_names() or Path(spec).exists():
+            raise
+        _log(f"{spec} is not on this machine: planning with the built-in architecture {name} (its published "
+             "config.json)")
+        return model_config(name)
 
 
 def _gib(n) -> str:

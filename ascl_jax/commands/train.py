@@ -75,15 +75,16 @@ def resolve_config(args: argparse.Namespace, extra: list[str]):
     from ascl_jax.config_io import load_config
     from ascl_jax.train_config import TrainConfig
 
-    items = list(args.overrides)
-    path = None
-    if items and "=" not in items[0]:
-        path = items.pop(0)
-        if not Path(path).is_file():
-            raise UserError(f"{path}: no such config file (overrides look like key=value)")
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"{item!r}: overrides look like key=value (only the first argument may be a YAML file)")
+    # The YAML file and the overrides may come in any order among the flags; the file is the one
+    # argument without "=", and the overrides apply in their order.
+    items = [i for i in args.overrides if "=" in i]
+    paths = [i for i in args.overrides if "=" not in i]
+    if len(paths) > 1:
+        raise UserError(f"{paths[1]!r}: overrides look like key=value (only one argument may be a YAML file, "
+                        f"{paths[0]!r} is already)")
+    path = paths[0] if paths else None
+    if path is not None and not Path(path).is_file():
+        raise UserError(f"{path}: no such config file (overrides look like key=value)")
     if args.model:
         items.append(f"model={args.model}")
     if args.run_dir:

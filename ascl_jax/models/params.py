@@ -160,10 +160,12 @@ def _place(source: TensorSource, hf: HFTensor, shape, dtype, sharding: NamedShar
     return jax.make_array_from_callback(tuple(shape), sharding, shard)
 
 
-def hf_tensors(cfg: ModelConfig, state: nnx.State, dtype: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
+def hf_tensors(cfg: ModelConfig, state: nnx.State, dtype: str | None = None,
+               merge_adapters: bool = True) -> Iterator[tuple[str, np.ndarray]]:
     """(HF name, host array in HF layout) for every base parameter, one at a time (gathers each to host; a
     collective under several processes: every process iterates). LoRA adapters present in `state` are
-    merged into their kernels (W + A @ B * scale), so the result is a plain HF checkpoint."""
+    merged into their kernels (W + A @ B * scale), so the result is a plain HF checkpoint, unless
+    `merge_adapters` is False (the base weights alone, e.g. to pair with a PEFT adapter folder)."""
     names = hf_tensor_map(cfg)
     flat = dict(nnx.to_flat_state(state))
     for path, var in flat.items():
@@ -172,7 +174,7 @@ def hf_tensors(cfg: ModelConfig, state: nnx.State, dtype: str | None = None) -> 
         hf = names[path]
         arr = to_host(var[...])
         a, b = flat.get((*path[:-1], f"{path[-1]}_lora_a")), flat.get((*path[:-1], f"{path[-1]}_lora_b"))
-        if a is not None and b is not None:
+        if merge_adapters and a is not None and b is not None:
             merged = arr.astype(np.float32) + np.einsum("lir,lro->lio", to_host(a[...]).astype(np.float32),
                                                         to_host(b[...]).astype(np.float32)) * a.get_metadata()["lora_scale"]
             arr = merged.astype(arr.dtype)

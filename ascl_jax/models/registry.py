@@ -180,8 +180,9 @@ def _folder_tokenizer(path: Path) -> PreTrainedTokenizerBase | None:
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def export_hf(model: LoadedModel, folder: str | Path, dtype: str | None = None) -> Path:
-    """Write `model` as an HF folder (config.json, safetensors, tokenizer files) that transformers loads.
+def export_hf(model: LoadedModel, folder: str | Path, dtype: str | None = None, merge_adapters: bool = True) -> Path:
+    """Write `model` as an HF folder (config.json, safetensors, tokenizer files) that transformers loads;
+    LoRA adapters are merged into the weights (`merge_adapters`=False: the base weights alone).
 
     Written atomically: the folder appears complete or not at all. Under several processes every process
     calls it (each tensor is gathered from all of them) and process 0 writes."""
@@ -193,7 +194,7 @@ def export_hf(model: LoadedModel, folder: str | Path, dtype: str | None = None) 
             tokenizer.save_pretrained(str(tmp))
 
     hf_config = {**cfg.to_hf_dict(), CHAT_FORMAT_KEY: model.chat_family}
-    tensors = hf_tensors(model.config, model.params, dtype)
+    tensors = hf_tensors(model.config, model.params, dtype, merge_adapters)
     if jax.process_index() != 0:
         for _ in tensors:  # take part in the gathers
             pass

@@ -3,11 +3,12 @@ atomically (config.json + model.safetensors, sharded with an index when large)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,28 @@ class SafetensorsFolder:
         return str(self.folder)
 
 
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """Yields a temporary sibling of `folder` to write into; on success it replaces `folder` (which then
+    appears complete or not at all), on failure it is removed."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_hf_folder(
     folder: str | Path,
     config: dict,
@@ -85,12 +108,8 @@ def write_hf_folder(
 ) -> Path:
     """Write config.json and the tensors as safetensors (sharded with an index past `max_shard_bytes`).
 
-    The folder appears complete or not at all: everything is written to a temporary sibling first and
-    renamed into place. An existing folder is replaced."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    The folder appears complete or not at all (`atomic_folder`). An existing folder is replaced."""
+    with atomic_folder(folder) as tmp:
         # Shards are flushed as they fill, so a large model never sits whole in host memory.
         written: list[tuple[str, list[str]]] = []
         current: dict[str, np.ndarray] = {}
@@ -125,15 +144,4 @@ def write_hf_folder(
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         if write_extra is not None:  # e.g. the tokenizer's files
             write_extra(tmp)
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return Path(folder)

@@ -1,0 +1,112 @@
+"""`ascl plan` compiles a run's programs for a TPU slice on this CPU machine (libtpu, no TPU): its memory
+figures match what the arrays must take, its cost counts every layer and micro-batch, a run that does
+not fit gets a variant that does, and bad input gets one line and exit code 2."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from ascl_jax.cli import main
+
+needs_libtpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                                  reason='needs libtpu: pip install -e ".[tpu]" (.ci/run installs it)')
+
+TINY = ["--model", "tiny", "--topology", "v5e-4", "mesh.data=1", "mesh.fsdp=4"]
+
+
+def _last_json(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@needs_libtpu
+def test_plan_memory_and_cost_of_a_small_run(capsys):
+    from ascl_jax.models.registry import BUILTIN_CONFIGS
+
+    assert main(["plan", *TINY, "rl.micro_batches=2", "--programs", "rl_update,decode_chunk", "--json"]) == 0
+    out = _last_json(capsys)
+    progs = {p["name"]: p for p in out["programs"]}
+    assert set(progs) == {"decode_chunk", "rl_update"} and out["fits"] and out["devices"] == 4
+    cfg = BUILTIN_CONFIGS["tiny"]
+    params = cfg.num_params * 4  # float32, spread over fsdp 4 (every tiny dimension divides by 4)
+
+    # The decode state: a KV cache of 64 rows x 256 slots (rows over the 4 chips) plus the row buffers.
+    rows, capacity = 64, 256
+    kv = 2 * cfg.num_layers * rows * capacity * cfg.num_kv_heads * cfg.head_dim * 4 // 4
+    buffers = rows * capacity * (4 + 1 + 4) // 4  # tokens i32, sampled bool, logprobs f32
+    d = progs["decode_chunk"]
+    assert kv + buffers <= d["argument_bytes"] <= kv + buffers + params // 4 + 64 * 1024
+    assert d["alias_bytes"] >= kv  # the state is donated: the cache is updated in place
+    # The update: parameters, Adam's two moments and the batch (64 rows x 256 tokens) as arguments.
+    u = progs["rl_update"]
+    batch = rows * 256 * (4 + 4 + 4) // 4 + rows * 4 // 4
+    assert 3 * params // 4 + batch <= u["argument_bytes"] <= 3 * params // 4 + batch + 4096
+    assert u["peak_bytes"] == u["argument_bytes"] + u["output_bytes"] - u["alias_bytes"] + u["temp_bytes"] + u["resident_bytes"]
+    # Every layer and both micro-batches are counted: XLA's flops are within a small factor of the
+    # analytic model FLOPs (a loop body counted once would be 1/8 of them or less).
+    assert 0.8 <= u["xla_flops"] / u["model_flops"] <= 3.0
+    assert 0.8 <= d["xla_flops"] / d["model_flops"] <= 3.0
+    assert 0 < u["metrics"]["est_mfu"] <= 1 and d["metrics"]["est_tokens_per_s_per_chip"] > 0
+
+
+@pytest.mark.slow
+@needs_libtpu
+def test_a_run_that_does_not_fit_gets_a_variant_that_does():
+    from ascl_jax.bench.plan import Planner
+    from ascl_jax.bench.plan_suggest import suggest, with_overrides
+    from ascl_jax.bench.topology import resolve_slice
+    from ascl_jax.config_io import load_config
+    from ascl_jax.models.registry import model_config
+    from ascl_jax.train_config import TrainConfig
+
+    cfg = load_config(TrainConfig, None, ["mesh.data=1", "mesh.fsdp=4", "rl.micro_batches=1"])
+    tpu = resolve_slice("v5e-4")
+    full = Planner(cfg, tpu, model_config("tiny")).plan(only={"rl_update"})
+    need = full.programs[0].peak_bytes
+    # A chip with 60% of what the update needs: remat or more micro-batches must make it fit.
+    small = int(need * 0.6 / 0.95)
+    plan = Planner(cfg, tpu, model_config("tiny"), hbm_bytes=small).plan(only={"rl_update"})
+    assert not plan.fits
+    s = suggest(cfg, tpu, model_config("tiny"), plan, hbm_bytes=small)
+    assert s["overrides"], s
+    fixed = Planner(with_overrides(cfg, s["overrides"]), tpu, model_config("tiny"), hbm_bytes=small).plan(only={"rl_update"})
+    assert fixed.fits and fixed.programs[0].peak_bytes < need
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "tiny", "--topology", "v9-8"], "unknown TPU slice 'v9-8'; valid: v5e-1"),
+    (["--model", "tiny", "--topology", "v5e-4", "mesh.data=3"], "v5e-4 has 4 devices: mesh"),
+    (["--model", "qwen9-1b", "--topology", "v5e-4"], "no model 'qwen9-1b'"),
+])
+@needs_libtpu
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(["plan", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_architecture_names_resolve_without_weights():
+    from ascl_jax.models.registry import architecture_names, model_config
+
+    assert {"qwen3-0.6b", "qwen3-1.7b", "qwen3-4b", "qwen3-8b", "qwen2.5-7b", "llama-3.1-8b"} <= set(architecture_names())
+    q = model_config("qwen3-8b")
+    assert (q.num_layers, q.hidden_size, q.num_kv_heads, q.vocab_size, q.tie_word_embeddings) == (36, 4096, 8, 151936, False)
+    assert abs(q.num_params / 1e9 - 8.19) < 0.01
+    llama = model_config("llama-3.1-8b")
+    assert llama.rope.type == "llama3" and llama.rope.factor == 8.0 and llama.num_layers == 32
+    # parameter counts as published: Qwen3-1.7B 1.72B (tied), Qwen2.5-7B 7.62B, Llama-3.1-8B 8.03B
+    assert np.isclose(model_config("qwen3-1.7b").num_params / 1e9, 1.72, atol=0.01)
+    assert np.isclose(model_config("qwen2.5-7b").num_params / 1e9, 7.62, atol=0.01)
+    assert np.isclose(llama.num_params / 1e9, 8.03, atol=0.01)
+
+
+def test_without_libtpu_the_message_gives_the_install_line(monkeypatch, capsys):
+    import importlib.util as iu
+
+    real = iu.find_spec
+    monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "libtpu" else real(name, *a))
+    assert main(["plan", "--model", "tiny", "--topology", "v5e-4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'pip install "ascl_jax[tpu]"' in err and "no TPU needed" in err
