@@ -36,7 +36,7 @@ from ascl_jax.sft.data import Conversation, encode_conversation, load_conversati
 from ascl_jax.sft.trainer import SFTTrainer
 from ascl_jax.train_config import TrainConfig
 from ascl_jax.training.checkpoint import Checkpointer
-from ascl_jax.training.metrics_log import MetricsLog
+from ascl_jax.training.metrics_log import MetricsLog, start_wandb, wandb_module
 
 RUN_ADAPTER_DIR = "adapter"  # with LoRA: the adapters as a PEFT folder
 Progress = Callable[[str, int, int, dict[str, Any]], None]  # (stage, step, total, metrics)
@@ -100,12 +100,17 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
         examples = [encode_conversation(fmt, c) for c in data.sft]
         packed = pack_examples(examples, model.config.pad_token_id or 0, cfg.sft.max_tokens)
 
+    if cfg.logging.wandb:
+        wandb_module()  # missing package: fail now, not after the run folder is written
+
     sync_processes("config checked")  # nobody reads config.yaml while process 0 rewrites it
     if lead:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
     sync_processes("run folder written")
-    metrics = MetricsLog(run_dir)
+    wandb_run = (start_wandb(run_dir, cfg.logging.wandb_project, cfg.logging.wandb_name, record)
+                 if cfg.logging.wandb else None)
+    metrics = MetricsLog(run_dir, tensorboard=cfg.logging.tensorboard, wandb_run=wandb_run)
     results: dict[str, dict[str, Any]] = {}
     keep = cfg.checkpoint.keep
     eval_prompts = data.eval[: cfg.eval.max_prompts]

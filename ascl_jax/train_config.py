@@ -54,6 +54,17 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class LoggingConfig:
+    """Where per-step metrics go besides metrics.jsonl: TensorBoard (RUN_DIR/tensorboard) and, when
+    `wandb` is true, a Weights & Biases run (needs `pip install wandb`; its project and run name)."""
+
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "ascl_jax"
+    wandb_name: str | None = None
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """model: a built-in name, .gguf file, HF folder or run folder; method: "ascl" (SFT cold start with the
     rule tool, then RL) or "context-distillation" (the baseline: SFT on conversations that recite the
@@ -80,3 +91,4 @@ class TrainConfig:
                  "tool_cost": 1.0}, tool_call_cost=0.05))
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)

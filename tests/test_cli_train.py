@@ -42,6 +42,8 @@ def test_train_demo_with_lora(tmp_path, capsys):
             "data.demo.train_prompts=16", "data.demo.eval_prompts=4", "rl.prompts_per_step=2", "rollout.group_size=2",
             "rollout.max_new_tokens=24", "checkpoint.every=1"]
     assert main(argv) == 0
+    out = capsys.readouterr().out  # not a terminal: plain progress lines, flushed as the run goes
+    assert "sft step 1/4" in out and "sft step 4/4" in out and "rl step 2/2" in out and "eta" in out
     adapter = json.loads((run / "adapter" / "adapter_config.json").read_text())
     assert adapter["r"] == 8 and adapter["peft_type"] == "LORA" and (run / "adapter" / "adapter_model.safetensors").exists()
     meta = (run / "checkpoints" / "rl" / "6" / "params" / "_METADATA").read_text()
@@ -146,3 +148,33 @@ def test_flags_and_overrides_in_any_order():
     assert args.no_baseline and args.algo == "grpo"
     cfg = resolve_config(args, [])
     assert (cfg.rl.steps, cfg.sft.steps) == (3, 2)  # later overrides win, wherever the flags are
+
+
+def test_wandb_logging_missing_package_and_a_run(capsys, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    argv = ["train", "--no-baseline", f"run_dir={tmp_path / 'r'}", "logging.wandb=true", "sft.steps=1", "rl.steps=1",
+            "eval.max_prompts=0", "data.demo.train_prompts=8", "rl.prompts_per_step=1", "rollout.group_size=2",
+            "rollout.max_new_tokens=8"]
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
+    _one_line_error(capsys, argv, "logging.wandb=true needs the wandb package: pip install wandb")
+    assert not (tmp_path / "r").exists()
+
+    logged, started = [], {}
+
+    class Run:
+        def log(self, scalars, step):
+            logged.append((step, scalars))
+
+        def finish(self):
+            started["finished"] = True
+
+    def init(**kw):
+        started.update(kw)
+        return Run()
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
+    assert main(argv + ["logging.wandb_project=safety"]) == 0
+    assert started["project"] == "safety" and started["resume"] == "allow" and started["finished"]
+    assert [s for s, _ in logged] == [1, 2] and "sft/loss" in logged[0][1] and "reward" in logged[1][1]

@@ -52,12 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--process-id", metavar="I", help="this process, 0..N-1 (ASCL_PROCESS_ID)")
     d.add_argument("--distributed-auto", action="store_true",
                    help="let JAX detect the cluster (TPU VMs, SLURM) (ASCL_DISTRIBUTED=auto)")
+    _add_log_every(p)
     p.set_defaults(func=run_train)
     c = sub.add_parser("compare", help="the same run under several advantage estimators, side by side",
                        description=__doc__, epilog=options_epilog(), formatter_class=fmt)
     add_config_arguments(c)
     c.add_argument("--algos", type=_algos, default=("grpo", "ifpo"),
                    help="comma-separated estimators to compare (default: grpo,ifpo)")
+    _add_log_every(c)
     c.set_defaults(func=run_compare)
 
 
@@ -92,8 +94,63 @@ def resolve_config(args: argparse.Namespace, extra: list[str]):
     return load_config(TrainConfig, path, items + extra)
 
 
+def _step_info(stage: str, metrics: dict[str, Any]) -> str:
+    if stage == "sft":
+        return f"loss {metrics['sft/loss']:.3f}  acc {metrics['sft/token_accuracy']:.3f}"
+    rate = metrics.get("sampled_tokens", 0) / max(metrics.get("step_seconds") or 1e-9, 1e-9)
+    return (f"reward {metrics.get('reward') or 0:.3f}  consult {metrics.get('consult_rate') or 0:.2f}  "
+            f"{metrics.get('step_seconds', 0):.1f}s/step  {rate:.0f} sampled tok/s")
+
+
+class _LogLines:
+    """Progress for a log file (not a terminal: a cluster job, nohup, CI): one flushed line per stage step
+    at most every `every` seconds, and always the first and the last step of a stage, with an ETA."""
+
+    def __init__(self, every: float):
+        self.every = every
+        self.last: dict[str, float] = {}
+        self.start: dict[str, float] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def __call__(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
+        import sys
+        import time
+
+        now = time.monotonic()
+        self.start.setdefault(stage, now - (metrics.get("step_seconds") or 0.0))
+        if step not in (1, total) and now - self.last.get(stage, 0.0) < self.every:
+            return
+        self.last[stage] = now
+        per_step = (now - self.start[stage]) / max(step, 1)
+        eta = per_step * (total - step)
+        sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {stage} step {step}/{total}  {_step_info(stage, metrics)}"
+                         f"  eta {eta / 60:.1f} min\n")
+        sys.stdout.flush()
+
+    def table(self, title: str, results: dict[str, dict[str, Any]]) -> None:
+        from ascl_jax.eval.report import ROWS, _fmt
+
+        print(title)
+        names = list(results)
+        for row in ROWS:
+            if any(row in r for r in results.values()):
+                print(f"  {row:<28}" + "  ".join(f"{n}={_fmt(results[n].get(row))}" for n in names))
+
+
 class _Console:
     """A rich progress bar per stage, and the final tables."""
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
 
     def __init__(self):
         from rich.console import Console
@@ -107,12 +164,7 @@ class _Console:
     def __call__(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=total, info="")
-        if stage == "sft":
-            info = f"loss {metrics['sft/loss']:.3f}  acc {metrics['sft/token_accuracy']:.3f}"
-        else:
-            info = (f"reward {metrics.get('reward') or 0:.3f}  consult {metrics.get('consult_rate') or 0:.2f}  "
-                    f"{metrics.get('step_seconds', 0):.1f}s/step")
-        self.progress.update(self.tasks[stage], completed=step, info=info)
+        self.progress.update(self.tasks[stage], completed=step, info=_step_info(stage, metrics))
 
     def table(self, title: str, results: dict[str, dict[str, Any]]) -> None:
         from rich.table import Table
@@ -127,6 +179,18 @@ class _Console:
             if any(row in r for r in results.values()):
                 t.add_row(row, *(_fmt(r.get(row)) for r in results.values()))
         self.console.print(t)
+
+
+def _progress(every: float):
+    """The rich display on a terminal, plain log lines anywhere else."""
+    import sys
+
+    return _Console() if sys.stderr.isatty() and sys.stdout.isatty() else _LogLines(every)
+
+
+def _add_log_every(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-every", type=float, default=30.0, metavar="SECONDS",
+                   help="when the output is not a terminal: a progress line at most every SECONDS (default 30)")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -150,8 +214,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     # Every process runs the same stages; the console and the report are process 0's.
     lead = jax.process_index() == 0
-    ui = _Console() if lead else None
-    with ui.progress if ui is not None else contextlib.nullcontext():
+    ui = _progress(args.log_every) if lead else None
+    with ui if ui is not None else contextlib.nullcontext():
         out = run_training(cfg, ui)
         results = {f"{cfg.method}/{k}": v for k, v in out["results"].items()}
         notes = [f"model {cfg.model}, method {cfg.method}, advantage {cfg.rl.advantage.estimator}, seed {cfg.seed}"]
@@ -173,9 +237,9 @@ def run_compare(args: argparse.Namespace) -> int:
     from ascl_jax.pipeline import run_training
 
     base = resolve_config(args, [])
-    ui = _Console()
+    ui = _progress(args.log_every)
     results, curves = {}, {}
-    with ui.progress:
+    with ui:
         for algo in args.algos:
             cfg = dataclasses.replace(
                 base, run_dir=str(Path(base.run_dir) / algo),
