@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from ascl_jax.cli import main
 from ascl_jax.models.tiny_tokenizer import tiny_tokenizer
 
@@ -64,3 +66,25 @@ def test_the_missing_torch_notice_of_transformers_is_silenced_and_other_warnings
     finally:
         log.removeHandler(handler)
     assert seen == ["a real warning"]
+
+
+def test_hub_ids_resolve_through_the_hub_cache_offline(tmp_path, monkeypatch, capsys):
+    from ascl_jax.cli import main
+    from ascl_jax.errors import ModelNotFoundError
+    from ascl_jax.models.registry import export_hf, load_model
+
+    # A hub cache as huggingface_hub lays it out: models--ORG--NAME/{refs/main, snapshots/HASH/...}
+    repo = tmp_path / "cache" / "models--acme--tiny-chat"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    export_hf(load_model("tiny"), repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = load_model("acme/tiny-chat")
+    assert model.config.num_layers == 4 and model.chat_family == "chatml_compact"
+    with pytest.raises(ModelNotFoundError, match=r"acme/missing looks like a Hugging Face hub id, but the hub is "
+                                                 r"switched off here \(HF_HUB_OFFLINE=1\).*huggingface-cli download"):
+        load_model("acme/missing")
+    assert main(["generate", "--model", "acme/missing", "--prompt", "hi"]) == 2
+    assert "--model DIR" in capsys.readouterr().err

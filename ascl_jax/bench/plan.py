@@ -13,7 +13,7 @@ reference weights), against the chip's HBM. These are the compiled program's own
 
 Cost per chip: XLA counts the body of a loop once, whatever its trip count (the layer scan, the
 micro-batch scan, the decode loop). So the cost comes from small probes in which nothing loops: the same
-program with the layer scan unrolled at 2 and 3 layers, extrapolated linearly to the model's depth
+program with the layer scan unrolled at 1 and 2 layers, extrapolated linearly to the model's depth
 (every layer costs the same), on one micro-batch or one decode step, times their number, plus the
 optimizer update once. Estimated seconds = max(flops / peak, bytes / HBM bandwidth) per chip: XLA's
 counts on the data-sheet roofline, an estimate, not a measurement. The analytic roofline beside it
@@ -33,7 +33,7 @@ from ascl_jax.errors import ConfigError, UserError
 
 GIB = 2**30
 HBM_USABLE = 0.95  # the runtime and fragmentation take a few percent of HBM
-PROBE_DEPTHS = (2, 3)
+PROBE_DEPTHS = (1, 2)  # unrolled, so even the last layer apart (prefill, extend) leaves no loop
 # Worst-case tokens a tool turn's delta adds beyond the response (template and role tokens).
 TOOL_TURN_OVERHEAD = 64
 
@@ -196,6 +196,7 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
     import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec
 
+    from ascl_jax.models.decoder import CACHE_AXES, KVCache
     from ascl_jax.parallel.sharding import batch_sharding
     from ascl_jax.rl.batch import pack_width, sequence_logprobs
     from ascl_jax.rl.trainer import bind_rl_loss
@@ -263,17 +264,20 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
             return lowered
 
         def state_of(m):
-            # The decode state as prefill leaves it: shapes from tracing, shardings from the compiled prefill.
+            # The decode state as prefill leaves it: shapes from tracing, and the layout `_placed` gives it
+            # (rows over the batch axes, the cache by CACHE_AXES), without compiling prefill again.
             key = id(m)
             if key not in state_box:
-                compiled = lower_prefill(m).compile()
                 shapes = jax.eval_shape(
                     lambda p: prefill(m.graphdef, p, *(
                         jnp.zeros((prompts, plen), jnp.int32), jnp.ones((prompts,), jnp.int32),
                         row_keys(0, np.arange(rows)), jnp.full((rows,), capacity, jnp.int32)),
                         cfg=m.config, group_size=group, capacity=capacity, sampling=sampling, stops=stops), m.params)
-                state_box[key] = jax.tree.map(lambda a, s: _sds(a.shape, a.dtype, s), shapes,
-                                              compiled.output_shardings)
+                placed = {f.name: rows_of(getattr(shapes, f.name).shape, getattr(shapes, f.name).dtype)
+                          for f in dataclasses.fields(shapes) if f.name != "cache"}
+                cache = KVCache(*(_sds(c.shape, c.dtype, rules.sharding(mesh, CACHE_AXES, c.shape))
+                                  for c in (shapes.cache.k, shapes.cache.v)))
+                state_box[key] = dataclasses.replace(shapes, cache=cache, **placed)
             return state_box[key]
 
         def lower_decode(m, steps=rollout.decode_chunk):

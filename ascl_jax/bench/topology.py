@@ -84,6 +84,11 @@ def slice_devices(s: TpuSlice) -> list:
 
     if importlib.util.find_spec("libtpu") is None:
         raise UserError(f"planning for a TPU slice needs libtpu (no TPU needed): {TPU_INSTALL}")
+    import os
+
+    # Compiling for a slice holds no TPU, so several planners (or a planner next to a run on a TPU VM) may
+    # load libtpu at once; without this libtpu takes a machine-wide lock file and refuses the second.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
 
     kwargs = {} if s.chips_per_host_bounds is None else {"chips_per_host_bounds": list(s.chips_per_host_bounds)}

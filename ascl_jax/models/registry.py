@@ -1,5 +1,6 @@
-"""What `--model` names: a built-in (`tiny`, `bench-qwen3-33m`, `smollm2-135m`), a `.gguf` file, or a
-Hugging Face folder (config.json + safetensors + tokenizer). Resolves it to config, sharded
+"""What `--model` names: a built-in (`tiny`, `bench-qwen3-33m`, `smollm2-135m`), a `.gguf` file, a
+Hugging Face folder (config.json + safetensors + tokenizer), or a hub id (`Qwen/Qwen3-0.6B`, through the
+hub cache). Resolves it to config, sharded
 parameters and tokenizer on a mesh, and exports back to an HF folder."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ascl_jax.errors import ModelNotFoundError
 from ascl_jax.models.config import ModelConfig, RopeConfig
+from ascl_jax.models.hub import hub_snapshot, looks_like_hub_id
 from ascl_jax.models.lora import LoRAConfig
 from ascl_jax.models.params import ArraySource, hf_tensors, init_params, load_params
 from ascl_jax.models.safetensors_io import SafetensorsFolder, write_hf_folder
@@ -98,6 +100,8 @@ def model_config(spec: str, dtype: str | None = None) -> ModelConfig:
         from ascl_jax.models.gguf import smollm2_gguf_path
 
         spec = str(smollm2_gguf_path())
+    if looks_like_hub_id(spec):
+        spec = str(hub_snapshot(spec))
     path = Path(spec)
     if path.is_dir() and (path / RUN_MODEL_DIR / "config.json").exists():
         path = path / RUN_MODEL_DIR
@@ -136,6 +140,8 @@ def load_model(
         from ascl_jax.models.gguf import smollm2_gguf_path
 
         return _load_gguf(smollm2_gguf_path(), spec, mesh, rules, over, lora, seed)
+    if looks_like_hub_id(spec):
+        spec = str(hub_snapshot(spec))
     path = Path(spec)
     if path.is_dir() and (path / RUN_MODEL_DIR / "config.json").exists():
         path = path / RUN_MODEL_DIR  # a run folder: its final model
