@@ -3,7 +3,8 @@
 Each change is a config override (or a bigger slice). Every change here lowers memory, so a program that
 fitted keeps fitting: only the programs that did not fit are planned again for the next variant. The
 first variant under which every program fits is the suggestion; its overrides are what to add to the
-command line."""
+command line. Variants are planned for memory only (no cost probes): plan the suggestion itself for its
+estimated speed."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def suggest(cfg, tpu: TpuSlice, model_config, plan: RunPlan, log: Callable[[str]
         if log:
             log(f"trying {' '.join(f'{k}={v}' for k, v in overrides.items())}")
         result = Planner(variant, tpu, model_config, devices=planner.devices, hbm_bytes=hbm_bytes).plan(only=failing,
-                                                                                                    log=log)
+                                                                                                    log=log, cost=False)
         worst = max(result.programs, key=lambda p: p.peak_bytes - p.hbm_bytes)
         tried.append({"overrides": dict(overrides), "fits": result.fits,
                       "worst": worst.name, "worst_peak_gib": round(worst.peak_bytes / GIB, 2)})
@@ -100,7 +101,7 @@ def suggest(cfg, tpu: TpuSlice, model_config, plan: RunPlan, log: Callable[[str]
         variant = with_overrides(cfg, {**overrides, **mesh})
         if log:
             log(f"trying {bigger.name} with {' '.join(f'{k}={v}' for k, v in {**overrides, **mesh}.items())}")
-        result = Planner(variant, bigger, model_config, hbm_bytes=hbm_bytes).plan(log=log)
+        result = Planner(variant, bigger, model_config, hbm_bytes=hbm_bytes).plan(log=log, cost=False)
         tried.append({"overrides": {**overrides, **mesh}, "topology": bigger.name, "fits": result.fits,
                       "peak_gib": round(result.peak_bytes / GIB, 2)})
         if result.fits:

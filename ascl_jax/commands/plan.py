@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--programs", default=None, metavar="A,B",
                    help="plan only these programs (e.g. rl_update,decode_chunk)")
     p.add_argument("--no-suggest", action="store_true", help="do not plan variants when the run does not fit")
+    p.add_argument("--memory-only", action="store_true",
+                   help="skip the cost probes: memory and compile time only (faster)")
     p.add_argument("--json", action="store_true", help="one JSON object on the last line")
     p.set_defaults(func=run_plan)
 
@@ -58,7 +60,7 @@ def run_plan(args: argparse.Namespace) -> int:
         only = {p.strip() for p in args.programs.split(",") if p.strip()}
     devices = slice_devices(tpu)
     planner = Planner(cfg, tpu, mcfg, devices=devices)
-    plan = planner.plan(only=only, log=_log)
+    plan = planner.plan(only=only, log=_log, cost=not args.memory_only)
     known = {p.name for p in plan.programs}
     if only and not known:
         raise UserError(f"--programs {args.programs}: this run compiles none of those")
