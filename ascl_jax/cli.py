@@ -20,9 +20,8 @@ class _Parser(argparse.ArgumentParser):
         # a flag back as unrecognised; a command that takes overrides takes them in their order.
         namespace, rest = super().parse_known_args(args, namespace)
         if any(action.dest == "overrides" for action in self._actions):
-            late = [a for a in rest if not a.startswith("-")]
-            namespace.overrides = [*namespace.overrides, *late]
-            rest = [a for a in rest if a not in late]
+            namespace.overrides = [*namespace.overrides, *(a for a in rest if not a.startswith("-"))]
+            rest = [a for a in rest if a.startswith("-")]
         return namespace, rest
 
 

@@ -71,7 +71,6 @@ class ProgramPlan:
 
 @dataclass
 class RunPlan:
-    config: dict[str, Any]
     slice: str
     devices: int
     device_kind: str
@@ -197,6 +196,7 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
     from jax.sharding import NamedSharding, PartitionSpec
 
     from ascl_jax.models.decoder import CACHE_AXES, KVCache
+    from ascl_jax.parallel.host import row_sharding
     from ascl_jax.parallel.sharding import batch_sharding
     from ascl_jax.rl.batch import pack_width, sequence_logprobs
     from ascl_jax.rl.trainer import bind_rl_loss
@@ -256,23 +256,21 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
         keys = jax.eval_shape(lambda: row_keys(0, np.arange(rows)))
         state_box: dict[str, Any] = {}
 
+        # prompts, their lengths, the row keys and limits: host arrays, which jit takes replicated
+        prefill_args = (_sds((prompts, plen), jnp.int32, replicated), _sds((prompts,), jnp.int32, replicated),
+                        _sds(keys.shape, keys.dtype, replicated), _sds((rows,), jnp.int32, replicated))
+        prefill_static = dict(group_size=group, capacity=capacity, sampling=sampling, stops=stops)
+
         def lower_prefill(m):
-            args = (_sds((prompts, plen), jnp.int32, replicated), _sds((prompts,), jnp.int32, replicated),
-                    _sds(keys.shape, keys.dtype, replicated), _sds((rows,), jnp.int32, replicated))
-            lowered = prefill.lower(m.graphdef, m.params, *args, cfg=m.config, group_size=group, capacity=capacity,
-                                    sampling=sampling, stops=stops)
-            return lowered
+            return prefill.lower(m.graphdef, m.params, *prefill_args, cfg=m.config, **prefill_static)
 
         def state_of(m):
             # The decode state as prefill leaves it: shapes from tracing, and the layout `_placed` gives it
             # (rows over the batch axes, the cache by CACHE_AXES), without compiling prefill again.
             key = id(m)
             if key not in state_box:
-                shapes = jax.eval_shape(
-                    lambda p: prefill(m.graphdef, p, *(
-                        jnp.zeros((prompts, plen), jnp.int32), jnp.ones((prompts,), jnp.int32),
-                        row_keys(0, np.arange(rows)), jnp.full((rows,), capacity, jnp.int32)),
-                        cfg=m.config, group_size=group, capacity=capacity, sampling=sampling, stops=stops), m.params)
+                shapes = jax.eval_shape(functools.partial(prefill, m.graphdef, cfg=m.config, **prefill_static),
+                                        m.params, *prefill_args)
                 placed = {f.name: rows_of(getattr(shapes, f.name).shape, getattr(shapes, f.name).dtype)
                           for f in dataclasses.fields(shapes) if f.name != "cache"}
                 cache = KVCache(*(_sds(c.shape, c.dtype, rules.sharding(mesh, CACHE_AXES, c.shape))
@@ -285,13 +283,13 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
 
         def lower_extend(m):
             state = state_of(m)
-            new = _sds((rows, width), jnp.int32, _row_sharding(state.tokens.sharding))
+            new = _sds((rows, width), jnp.int32, row_sharding(state.tokens.sharding))
             lens = _sds((rows,), jnp.int32, state.seq_len.sharding)
             return extend.lower(m.graphdef, m.params, state, new, lens, sampling=sampling, stops=stops)
 
-        kv = 2 * mcfg.num_layers * rows * capacity * mcfg.num_kv_heads * mcfg.head_dim * np.dtype(mcfg.dtype).itemsize
-        heads_split = mesh.shape["tensor"] if mcfg.num_kv_heads % mesh.shape["tensor"] == 0 else 1
-        kv_chip = kv // (max(1, _row_ways(mesh, rules, rows)) * heads_split)
+        cache_shape = (mcfg.num_layers, rows, capacity, mcfg.num_kv_heads, mcfg.head_dim)
+        kv_sharding = rules.sharding(mesh, CACHE_AXES, cache_shape)
+        kv_chip = 2 * math.prod(kv_sharding.shard_shape(cache_shape)) * np.dtype(mcfg.dtype).itemsize
         steps = rollout.decode_chunk
         return [
             _Program(f"{prefix}prefill", f"{prompts} prompts x {plen} tokens (x{group} samples share it), "
@@ -310,12 +308,15 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
     rl, ro = cfg.rl, cfg.rollout
     kl = rl.loss.kl_coef > 0
     ref_bytes = (lambda m: tree_bytes_per_chip(m.trainable)) if kl else (lambda m: 0)
+
+    def during(m):  # beside a rollout or a log-prob pass: the RL trainer's optimizer state and reference copy
+        return opt_bytes("rl")(m) + ref_bytes(m) if has_rl else 0
+
     if has_rl:
         tx = make_optimizer(cfg.optimizer)
         temperature = 1.0 if ro.sampling.greedy else ro.sampling.temperature
         rows = rl.prompts_per_step * ro.group_size
         width = pack_width([ro.max_prompt_tokens + ro.max_new_tokens])
-        during = lambda m: opt_bytes("rl")(m) + ref_bytes(m)  # noqa: E731
         programs += rollout_programs("", rl.prompts_per_step, ro.group_size, ro, during)
 
         def lower_lp(m, rows=rows, micro=rl.micro_batches):
@@ -353,22 +354,8 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
         ev = dataclasses.replace(ro, group_size=1, sampling=SamplingConfig(greedy=True),
                                  max_new_tokens=cfg.eval.max_new_tokens)
         prompts = min(EVAL_BATCH, cfg.eval.max_prompts)
-        during = (lambda m: opt_bytes("rl")(m) + ref_bytes(m)) if has_rl else (lambda m: 0)
         programs += rollout_programs("eval_", prompts, 1, ev, during)
     return programs
-
-
-def _row_sharding(sharding):
-    from ascl_jax.parallel.host import row_sharding
-
-    return row_sharding(sharding)
-
-
-def _row_ways(mesh, rules, rows: int) -> int:
-    from ascl_jax.parallel.sharding import batch_sharding
-
-    s = batch_sharding(mesh, rules, (rows,))
-    return rows // s.shard_shape((rows,))[0]
 
 
 # ----- compiling and counting
@@ -381,10 +368,11 @@ def _cost(compiled) -> tuple[float, float]:
     return float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
 
 
-def _memory(compiled) -> tuple[int, int, int, int]:
+def _memory(compiled) -> tuple[int, int, int, int, int]:
+    """(argument, output, alias, temporary, generated code) bytes per chip."""
     m = compiled.memory_analysis()
     return (int(m.argument_size_in_bytes), int(m.output_size_in_bytes), int(m.alias_size_in_bytes),
-            int(m.temp_size_in_bytes))
+            int(m.temp_size_in_bytes), int(m.generated_code_size_in_bytes))
 
 
 _SIZE = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -422,11 +410,11 @@ class Planner:
         self.peak = (peak_tflops or chip.bf16_tflops / per_chip) * 1e12
         self.bandwidth = (hbm_gb_per_s or chip.hbm_gb_per_s / per_chip) * 1e9
         try:
-            sizes = cfg.mesh.resolve(len(self.devices))
+            cfg.mesh.resolve(len(self.devices))
         except ConfigError as exc:
             raise UserError(f"{tpu.name} has {len(self.devices)} devices: {exc}") from None
         self.mesh = make_mesh(dataclasses.replace(cfg.mesh, num_devices=-1), self.devices)
-        self.mesh_sizes = dict(zip(("data", "fsdp", "tensor"), sizes))
+        self.mesh_sizes = dict(self.mesh.shape)
         self.rules = ShardingRules()
         self.model_config = model_config.replace(**({"dtype": cfg.dtype, "param_dtype": cfg.dtype} if cfg.dtype else {}))
         self._models: dict[tuple, _Model] = {}
@@ -460,7 +448,7 @@ class Planner:
             if log:
                 log(f"compiling {prog.name} ({prog.what})")
             out.append(self._plan_program(prog, cost))
-        return RunPlan({}, self.tpu.name, len(self.devices), str(self.devices[0].device_kind), self.mesh_sizes,
+        return RunPlan(self.tpu.name, len(self.devices), str(self.devices[0].device_kind), self.mesh_sizes,
                        self.cfg.model, self.model_config.num_params, out, time.perf_counter() - start)
 
     def _plan_program(self, prog: _Program, cost: bool = True) -> ProgramPlan:
@@ -477,8 +465,8 @@ class Planner:
                     compiled = prog.lower(full).compile()
                 self._compiled[key] = compiled
                 plan.compile_seconds = round(time.perf_counter() - t0, 2)
-            args, outs, alias, temp = _memory(compiled)
-            plan.metrics["code_bytes"] = float(compiled.memory_analysis().generated_code_size_in_bytes)
+            args, outs, alias, temp, code = _memory(compiled)
+            plan.metrics["code_bytes"] = float(code)
         except Exception as exc:  # report it on the program's row; the rest of the plan goes on
             needed = _exhausted_bytes(exc)
             if needed is None:
@@ -515,9 +503,9 @@ class Planner:
 
     def _probe_cost(self, prog: _Program) -> tuple[float, float]:
         """Per-chip (flops, bytes) of the full program from loop-free probes (see the module doc)."""
-        depth = self.model_config.num_layers
-
         import jax
+
+        depth = self.model_config.num_layers
 
         def at(d):
             m = self._model(d, True)

@@ -30,7 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=run_rollout)
     __import__("ascl_jax.bench.train", fromlist=["add_subcommand"]).add_subcommand(kinds)  # `bench train`
-    __import__("ascl_jax.bench.compile_time", fromlist=["add_subcommand"]).add_subcommand(kinds)  # `bench compile`
+    from ascl_jax.bench import compile_time
+    from ascl_jax.commands.train import add_config_arguments
+
+    c = kinds.add_parser("compile", help="compile time and program size against model depth (TPU slice, no TPU)",
+                         description=compile_time.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(c)
+    c.add_argument("--topology", default="v5p-32", metavar="SLICE")
+    c.add_argument("--layers", default="8,28,36", help="comma-separated depths")
+    c.add_argument("--program", default="rl_update", help="a program name as `ascl plan` lists them")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=run_compile)
 
 
 def _print(result: dict, as_json: bool) -> None:
@@ -54,4 +64,23 @@ def run_rollout(args: argparse.Namespace) -> int:
     result = bench_rollout(args.model, args.batch, args.prompt_len, args.new_tokens, args.splice_len,
                            args.greedy, args.repeats, args.dtype)
     _print(result, args.json)
+    return 0
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    from ascl_jax.bench.compile_time import bench_compile
+    from ascl_jax.commands.train import resolve_config
+    from ascl_jax.errors import UserError
+
+    try:
+        layers = [int(x) for x in args.layers.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--layers {args.layers!r}: give comma-separated integers, e.g. 8,28,36") from None
+    rows = bench_compile(resolve_config(args, []), args.topology, layers, args.program)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['layers']:>4} layers  {r['program']}  compile {r['compile_seconds']:.1f} s  "
+                  f"code {r['code_bytes'] / 2**20:.1f} MiB  temps {r['temp_gib']} GiB" + (f"  {r['error']}" if r["error"] else ""))
     return 0

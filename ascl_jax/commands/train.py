@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import dataclasses
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +120,6 @@ class _LogLines:
         return None
 
     def __call__(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
-        import sys
-        import time
-
         now = time.monotonic()
         self.start.setdefault(stage, now - (metrics.get("step_seconds") or 0.0))
         if step not in (1, total) and now - self.last.get(stage, 0.0) < self.every:
@@ -183,8 +182,6 @@ class _Console:
 
 def _progress(every: float):
     """The rich display on a terminal, plain log lines anywhere else."""
-    import sys
-
     return _Console() if sys.stderr.isatty() and sys.stdout.isatty() else _LogLines(every)
 
 

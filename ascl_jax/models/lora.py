@@ -65,15 +65,9 @@ def trainable_split(state: nnx.State) -> tuple[nnx.State, nnx.State]:
     every parameter and an empty state."""
     if not has_adapters(state):
         return state, nnx.State({})
-    flat = nnx.to_flat_state(state)
-    lora = [(p, v) for p, v in flat if isinstance(v, LoRAParam)]
-    base = [(p, v) for p, v in flat if not isinstance(v, LoRAParam)]
-    return nnx.from_flat_state(lora), nnx.from_flat_state(base)
+    return nnx.split_state(state, LoRAParam, ...)
 
 
 def join(trainable: nnx.State, frozen: nnx.State) -> nnx.State:
     """The whole state again (inverse of `trainable_split`)."""
-    if not nnx.to_flat_state(frozen):
-        return trainable
-    return nnx.from_flat_state(sorted([*nnx.to_flat_state(trainable), *nnx.to_flat_state(frozen)],
-                                      key=lambda pv: tuple(map(str, pv[0]))))
+    return nnx.merge_state(trainable, frozen)

@@ -54,10 +54,6 @@ BUILTIN_CONFIGS: dict[str, ModelConfig] = {
 PACKAGED = ("smollm2-135m",)
 # Architectures without weights: the published config.json of real models, for `ascl plan`.
 ARCHITECTURES_DIR = Path(__file__).parent / "architectures"
-
-
-def architecture_names() -> list[str]:
-    return sorted(p.stem for p in ARCHITECTURES_DIR.glob("*.json"))
 RUN_MODEL_DIR = "model"  # where `ascl train` writes a run's final model, as an HF folder
 # Chat format by architecture for loaded checkpoints: Qwen speaks its own template; SmolLM2 (llama
 # architecture) speaks ChatML. A Llama 3 checkpoint's header-token format is not ChatML: building a
@@ -88,10 +84,29 @@ def model_names() -> list[str]:
     return [*BUILTIN_CONFIGS, *PACKAGED]
 
 
+def architecture_names() -> list[str]:
+    return sorted(p.stem for p in ARCHITECTURES_DIR.glob("*.json"))
+
+
+def _dtype_overrides(dtype: str | None) -> dict:
+    return {} if dtype is None else {"dtype": dtype, "param_dtype": dtype}
+
+
+def _local_path(spec: str) -> Path:
+    """Where the checkpoint `spec` names is on this machine: a hub id's cached snapshot, a run folder's
+    final model, or the path itself."""
+    if looks_like_hub_id(spec):
+        spec = str(hub_snapshot(spec))
+    path = Path(spec)
+    if path.is_dir() and (path / RUN_MODEL_DIR / "config.json").exists():
+        return path / RUN_MODEL_DIR  # a run folder: its final model
+    return path
+
+
 def model_config(spec: str, dtype: str | None = None) -> ModelConfig:
     """The ModelConfig that `--model spec` names, without reading weights: a built-in, an architecture name
     (`architecture_names()`), a .gguf file (its metadata), an HF folder's or a run folder's config.json."""
-    over = {} if dtype is None else {"dtype": dtype, "param_dtype": dtype}
+    over = _dtype_overrides(dtype)
     if spec in BUILTIN_CONFIGS:
         return dataclasses.replace(BUILTIN_CONFIGS[spec], **over)
     if spec in architecture_names():
@@ -100,11 +115,7 @@ def model_config(spec: str, dtype: str | None = None) -> ModelConfig:
         from ascl_jax.models.gguf import smollm2_gguf_path
 
         spec = str(smollm2_gguf_path())
-    if looks_like_hub_id(spec):
-        spec = str(hub_snapshot(spec))
-    path = Path(spec)
-    if path.is_dir() and (path / RUN_MODEL_DIR / "config.json").exists():
-        path = path / RUN_MODEL_DIR
+    path = _local_path(spec)
     if path.suffix == ".gguf" and path.is_file():
         from ascl_jax.models.gguf import load_gguf
 
@@ -131,7 +142,7 @@ def load_model(
     `dtype` ("float32"/"bfloat16") overrides both parameter and compute dtype. With `lora.rank` > 0 the
     model gets fresh LoRA adapters (zero B: the loaded model unchanged), which training then trains alone."""
     mesh = mesh or single_device_mesh()
-    over = {} if dtype is None else {"dtype": dtype, "param_dtype": dtype}
+    over = _dtype_overrides(dtype)
     if spec in BUILTIN_CONFIGS:
         cfg = dataclasses.replace(BUILTIN_CONFIGS[spec], **over)
         graphdef, params = init_params(cfg, mesh, rules, seed, lora)
@@ -140,11 +151,7 @@ def load_model(
         from ascl_jax.models.gguf import smollm2_gguf_path
 
         return _load_gguf(smollm2_gguf_path(), spec, mesh, rules, over, lora, seed)
-    if looks_like_hub_id(spec):
-        spec = str(hub_snapshot(spec))
-    path = Path(spec)
-    if path.is_dir() and (path / RUN_MODEL_DIR / "config.json").exists():
-        path = path / RUN_MODEL_DIR  # a run folder: its final model
+    path = _local_path(spec)
     if path.suffix == ".gguf" and path.is_file():
         return _load_gguf(path, spec, mesh, rules, over, lora, seed)
     if path.is_dir() and (path / "config.json").exists():
