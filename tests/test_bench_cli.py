@@ -16,6 +16,17 @@ def test_bench_rollout_json(capsys):
         assert out[key] > 0
 
 
+@pytest.mark.slow
+def test_bench_rollout_longtail_json(capsys):
+    assert main(["bench", "rollout", "--workload", "longtail", "--model", "tiny", "--batch", "16", "--group-size", "2",
+                 "--prompt-len", "8", "--new-tokens", "40", "--chunk", "8", "--repeats", "1", "--greedy", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["workload"] == "longtail" and out["tokens_identical"] is True
+    assert out["static"]["slots"] == 16 and out["continuous"]["slots"] == 4
+    assert out["kv_cache_ratio"] < 0.5 and out["continuous_over_static"] > 0
+    assert out["generated_tokens"] > 0 and out["rows_at_budget"] >= 0
+
+
 def test_bench_forward_json(capsys):
     assert main(["bench", "forward", "--model", "tiny", "--batch", "2", "--seq-len", "16", "--repeats", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -11,8 +11,7 @@ from ascl_jax.models.registry import BUILTIN_CONFIGS
 from ascl_jax.models.params import init_params
 from ascl_jax.parallel import single_device_mesh
 from ascl_jax.rollout.engine import RUNNING, STOP_LENGTH, StopTokens, decode_chunk, extend, prefill
-from ascl_jax.rollout.generate import row_keys
-from ascl_jax.rollout.sampling import SamplingConfig
+from ascl_jax.rollout.sampling import SamplingConfig, row_keys
 
 CFG = BUILTIN_CONFIGS["tiny"].replace(num_layers=2)
 GREEDY = SamplingConfig(greedy=True)
@@ -73,7 +72,7 @@ def test_engine_prefill_decode_extend_match_full_forward(capacity):
     # group rows share their prompt: greedy gives identical first tokens within a group
     first = np.asarray(state.tokens)[np.arange(6), np.repeat(lens, 2)]
     assert (first[0::2] == first[1::2]).all()
-    state = decode_chunk(graphdef, params, state, n_steps=4, sampling=GREEDY, stops=NO_STOP)
+    state, _ = decode_chunk(graphdef, params, state, n_steps=4, sampling=GREEDY, stops=NO_STOP)
     assert (np.asarray(state.seq_len) == np.repeat(lens, 2) + 5).all()
 
     # splice different amounts into rows 0, 3, 4; rows 1, 2, 5 are not extended
@@ -82,7 +81,7 @@ def test_engine_prefill_decode_extend_match_full_forward(capacity):
     before = np.asarray(state.seq_len).copy()
     state, last_logits = extend(graphdef, params, state, jnp.asarray(new), jnp.asarray(new_lens),
                                 sampling=GREEDY, stops=NO_STOP)
-    state = decode_chunk(graphdef, params, state, n_steps=3, sampling=GREEDY, stops=NO_STOP)
+    state, _ = decode_chunk(graphdef, params, state, n_steps=3, sampling=GREEDY, stops=NO_STOP)
     tokens, seq_len, sampled = np.asarray(state.tokens), np.asarray(state.seq_len), np.asarray(state.sampled)
     for r in range(6):
         seq = tokens[r, : seq_len[r]]
@@ -107,7 +106,7 @@ def test_rows_stop_at_their_limit_and_logprobs_match_teacher_forcing():
     state = prefill(graphdef, params, prompts, jnp.array([4, 4]), row_keys(5, np.arange(2)), jnp.array([9, 12]),
                     cfg=CFG, group_size=1, capacity=16, sampling=sampling, stops=NO_STOP)
     while bool(jnp.any(state.stop == RUNNING)):
-        state = decode_chunk(graphdef, params, state, n_steps=3, sampling=sampling, stops=NO_STOP)
+        state, _ = decode_chunk(graphdef, params, state, n_steps=3, sampling=sampling, stops=NO_STOP)
     assert np.asarray(state.seq_len).tolist() == [9, 12]
     assert (np.asarray(state.stop) == STOP_LENGTH).all()
     for r in range(2):
@@ -154,14 +153,72 @@ def test_extend_leaves_the_cache_of_a_row_near_the_end_untouched():
     state = prefill(graphdef, params, jnp.asarray(prompts), jnp.asarray(lens), row_keys(0, np.arange(2)),
                     jnp.full((2,), 32, jnp.int32), cfg=CFG, group_size=1, capacity=32, sampling=GREEDY,
                     stops=NO_STOP)
-    state = decode_chunk(graphdef, params, state, n_steps=4, sampling=GREEDY, stops=NO_STOP)
+    state, _ = decode_chunk(graphdef, params, state, n_steps=4, sampling=GREEDY, stops=NO_STOP)
     assert np.asarray(state.seq_len).tolist() == [29, 9]
     before = [np.asarray(k[0, :28]) for k in state.cache.k]
     new = jnp.asarray(rng.randint(0, 265, (2, 10)), jnp.int32)
     state, _ = extend(graphdef, params, state, new, jnp.array([0, 10], jnp.int32), sampling=GREEDY, stops=NO_STOP)
     for k, old in zip(state.cache.k, before):
         np.testing.assert_array_equal(np.asarray(k[0, :28]), old)
-    state = decode_chunk(graphdef, params, state, n_steps=2, sampling=GREEDY, stops=NO_STOP)
+    state, _ = decode_chunk(graphdef, params, state, n_steps=2, sampling=GREEDY, stops=NO_STOP)
     seq = np.asarray(state.tokens[0, : int(state.seq_len[0])])
     logp = np.asarray(jax.nn.log_softmax(_full_logits(model, seq), -1))
     np.testing.assert_allclose(np.asarray(state.logprobs[0, 29:31]), logp[[28, 29], seq[29:31]], atol=1e-4)
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SamplingConfig(temperature=1.0)], ids=["greedy", "sampled"])
+def test_windowed_decode_equals_full_cache_decode(sampling):
+    """Reading the cache up to the longest running row gives the rows of a full-cache decode: rows of very
+    different lengths, some stopping early, in a cache with several windows."""
+    graphdef, params, _ = _model()
+    rng = np.random.RandomState(4)
+    prompts = jnp.asarray(rng.randint(0, 265, (4, 8)), jnp.int32)
+    limits = jnp.array([12, 40, 150, 300])
+    out = {}
+    for windowed in (True, False):
+        state = prefill(graphdef, params, prompts, jnp.array([8, 3, 5, 8]), row_keys(1, np.arange(4)), limits,
+                        cfg=CFG, group_size=1, capacity=320, sampling=sampling, stops=NO_STOP)
+        busy = 0
+        while bool(jnp.any(state.stop == RUNNING)):
+            state, counts = decode_chunk(graphdef, params, state, n_steps=64, sampling=sampling, stops=NO_STOP,
+                                         windowed=windowed)
+            busy += int(counts[1])
+        out[windowed] = state
+        assert busy == int(jnp.sum(state.seq_len - jnp.array([8, 3, 5, 8]))) - 4  # the first token is prefill's
+    assert len(attention_windows(320)) > 1
+    np.testing.assert_array_equal(np.asarray(out[True].tokens), np.asarray(out[False].tokens))
+    np.testing.assert_allclose(np.asarray(out[True].logprobs), np.asarray(out[False].logprobs), atol=1e-5)
+
+
+def test_decode_chunk_returns_once_enough_rows_are_free():
+    graphdef, params, _ = _model()
+    prompts = jnp.asarray(np.random.RandomState(5).randint(0, 265, (4, 4)), jnp.int32)
+    state = prefill(graphdef, params, prompts, jnp.full((4,), 4), row_keys(0, np.arange(4)),
+                    jnp.array([6, 7, 40, 40]), cfg=CFG, group_size=1, capacity=64, sampling=GREEDY, stops=NO_STOP)
+    state, counts = decode_chunk(graphdef, params, state, 2, n_steps=32, sampling=GREEDY, stops=NO_STOP)
+    # rows 0 and 1 stop after 1 and 2 steps: the chunk hands back after the second step, not the 32nd
+    assert np.asarray(counts).tolist() == [2, 2 * 4 - 1]
+    assert np.asarray(state.stop).tolist() == [STOP_LENGTH, STOP_LENGTH, RUNNING, RUNNING]
+
+
+def test_generate_through_fewer_slots_gives_the_same_tokens():
+    from ascl_jax.models.registry import load_model
+    from ascl_jax.rollout.generate import generate
+
+    model = load_model("tiny", seed=2)
+    rng = np.random.RandomState(6)
+    prompts = [rng.randint(1, 265, n).tolist() for n in (3, 9, 5, 12, 7, 4)]
+    every = generate(model, prompts, 20, seed=1, chunk=8)
+    two = generate(model, prompts, 20, seed=1, chunk=8, slots=2)
+    assert [g.tokens for g in every] == [g.tokens for g in two]
+    np.testing.assert_allclose(np.concatenate([g.logprobs for g in every]), np.concatenate([g.logprobs for g in two]),
+                               atol=1e-5)
+
+
+def test_slot_count_must_fit_whole_groups():
+    from ascl_jax.errors import ConfigError
+    from ascl_jax.rollout.tool_loop import RolloutConfig
+
+    with pytest.raises(ConfigError, match="rollout.slots must be 0 .* multiple of rollout.group_size"):
+        RolloutConfig(group_size=4, slots=6)
+    assert RolloutConfig(group_size=4, slots=8).slots == 8

@@ -131,3 +131,41 @@ def test_sharded_greedy_rollout_equals_single_device(trained):
     assert [t.tokens.tolist() for t in one] == [t.tokens.tolist() for t in eight]
     assert [t.stop_reason for t in one] == [t.stop_reason for t in eight]
     assert any(t.num_tool_calls for t in one)
+
+
+def _slot_prompts(n):
+    questions = [QUESTION, "What is 2+2?", "Where does my neighbor live?", "hello", "Where does he live?",
+                 "Tell me a joke", "Where does my neighbour live? Now.", "x"]
+    return [Prompt(f"p{i}", ({"role": "system", "content": "Be safe."},
+                             {"role": "user", "content": questions[i % len(questions)] + " " + "y" * (i % 5)}))
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("sampling", [SamplingConfig(greedy=True), SamplingConfig(temperature=1.0)],
+                         ids=["greedy", "sampled"])
+def test_trajectories_do_not_depend_on_the_slot_count(trained, sampling):
+    """A 64-row batch streamed through 8, 16 and 64 slots: the same tokens, masks, log-probabilities,
+    stop reasons and tool turns, row for row."""
+    model, fmt, tool, msgs, seq, _, _ = trained
+    prompts = _slot_prompts(16)
+    runs = {}
+    for slots in (8, 16, 64):
+        cfg = RolloutConfig(group_size=4, max_prompt_tokens=len(seq), max_new_tokens=len(seq) - 40, decode_chunk=16,
+                            max_tool_calls=1, slots=slots, sampling=sampling)
+        runs[slots] = run_rollout(model, fmt, [tool] * 16, prompts, cfg, seed=3)
+    ref = runs[64].trajectories
+    assert len(ref) == 64 and sum(t.num_tool_calls for t in ref) >= 8
+    assert {t.stop_reason for t in ref} >= {"eos", "length"} or sampling.greedy
+    for slots in (8, 16):
+        got = runs[slots].trajectories
+        assert [t.tokens.tolist() for t in got] == [t.tokens.tolist() for t in ref]
+        assert [t.loss_mask.tolist() for t in got] == [t.loss_mask.tolist() for t in ref]
+        assert [t.stop_reason for t in got] == [t.stop_reason for t in ref]
+        assert [[(u.name, u.response) for u in t.tool_turns] for t in got] == \
+               [[(u.name, u.response) for u in t.tool_turns] for t in ref]
+        np.testing.assert_allclose(np.concatenate([t.sampler_logprobs for t in got]),
+                                   np.concatenate([t.sampler_logprobs for t in ref]), atol=1e-5)
+        stats = runs[slots].stats
+        assert stats.slots == slots and stats.admissions >= 64 // slots
+        assert stats.kv_cache_bytes < runs[64].stats.kv_cache_bytes
+        assert 0 < stats.occupancy <= 1

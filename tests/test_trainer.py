@@ -29,7 +29,7 @@ from ascl_jax.data.prompts import batch_prompts
 from ascl_jax.models.params import init_params
 from ascl_jax.models.registry import load_model
 from ascl_jax.rl import rewards as R
-from ascl_jax.rl.config import AdvantageConfig, LossConfig, RLConfig
+from ascl_jax.rl.config import AdvantageConfig, LossConfig, OverlongConfig, RLConfig
 from ascl_jax.rl.trainer import RLSettings, RLTrainer, TrainingStopped
 from ascl_jax.rollout.tool_loop import RolloutConfig
 from ascl_jax.training.checkpoint import Checkpointer, CheckpointError
@@ -469,3 +469,36 @@ def test_a_reward_term_returning_nan_skips_the_step_not_the_run(base, caplog, mo
     assert history[0]["skipped"] == 1.0 and tr.step == 1
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("'sometimes_nan' gave nan for prompt" in w for w in warnings), warnings
+
+
+# ------------------------------------------------------------------------------ over-long rows, slots
+
+
+def test_truncated_rows_masked_and_penalised_and_slots_logged(base):
+    """rl.mask_truncated leaves rows that hit the budget out of the loss; rl.overlong lowers their reward;
+    a rollout through a quarter of the rows as slots gives the same batch and logs how full they were."""
+    s = settings(steps=1, max_new_tokens=6)
+    s = dataclasses.replace(s, rl=dataclasses.replace(s.rl, mask_truncated=True,
+                                                      overlong=OverlongConfig(buffer=4, penalty=0.5)))
+    quarter = dataclasses.replace(s, rollout=dataclasses.replace(s.rollout, slots=4))
+    captured = {}
+
+    def reward(trajs):
+        captured.setdefault("trajs", []).append(trajs)
+        return demo_reward()(trajs)
+
+    lines = [trainer(base, None, x, reward=reward).train_step() for x in (s, quarter)]
+    every, sliced = captured["trajs"]
+    assert [t.tokens.tolist() for t in every] == [t.tokens.tolist() for t in sliced]
+    truncated = [t.truncated for t in every]
+    assert any(truncated)
+    for line in lines:
+        assert line["truncated_fraction"] == pytest.approx(np.mean(truncated))
+        assert line["truncated_rows_masked"] == sum(truncated)
+        assert line["update_tokens"] == sum(t.num_sampled for t in every if not t.truncated)
+        # a row at the budget of 6 tokens with a buffer of 4 gets the whole penalty
+        assert line["overlong_penalty_mean"] == pytest.approx(-0.5 * np.mean(
+            [np.clip((len(t.tokens) - t.prompt_len - 2) / 4, 0, 1) for t in every]), abs=1e-6)
+        for key in ("prefill_seconds", "decode_seconds", "extend_seconds", "rollout_tokens_per_s"):
+            assert line[key] >= 0.0
+    assert lines[0]["slot_occupancy"] <= 1.0 and 0 < lines[1]["slot_occupancy"] <= 1.0

@@ -200,9 +200,10 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
     from ascl_jax.parallel.sharding import batch_sharding
     from ascl_jax.rl.batch import pack_width, sequence_logprobs
     from ascl_jax.rl.trainer import bind_rl_loss
-    from ascl_jax.rollout.engine import StopTokens, decode_chunk, extend, prefill
-    from ascl_jax.rollout.generate import bucket, row_keys
-    from ascl_jax.rollout.sampling import SamplingConfig
+    from ascl_jax.rollout.engine import StopTokens, admit, decode_chunk, extend, idle_state
+    from ascl_jax.rollout.sampling import SamplingConfig, row_keys
+    from ascl_jax.rollout.shapes import bucket
+    from ascl_jax.rollout.slots import resolve_slots
     from ascl_jax.sft.loss import sft_loss_fn
     from ascl_jax.training.optimizer import make_optimizer
     from ascl_jax.training.update import apply_gradients, update_step
@@ -251,26 +252,26 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
         capacity = rollout.capacity
         plen = bucket(rollout.max_prompt_tokens, rollout.prompt_bucket)
         width = min(bucket(rollout.max_tool_response_tokens + TOOL_TURN_OVERHEAD, rollout.extend_bucket), capacity)
-        rows = prompts * group
+        # The engine holds `slots` rows; an admission prefills at most slots / G prompts into them.
+        rows = resolve_slots(rollout.slots, prompts * group, group)
+        prompts = rows // group
         sampling = rollout.sampling
         keys = jax.eval_shape(lambda: row_keys(0, np.arange(rows)))
         state_box: dict[str, Any] = {}
 
-        # prompts, their lengths, the row keys and limits: host arrays, which jit takes replicated
-        prefill_args = (_sds((prompts, plen), jnp.int32, replicated), _sds((prompts,), jnp.int32, replicated),
-                        _sds(keys.shape, keys.dtype, replicated), _sds((rows,), jnp.int32, replicated))
-        prefill_static = dict(group_size=group, capacity=capacity, sampling=sampling, stops=stops)
-
-        def lower_prefill(m):
-            return prefill.lower(m.graphdef, m.params, *prefill_args, cfg=m.config, **prefill_static)
+        # prompts, their lengths, slot ids, the row keys and limits: host arrays, which jit takes replicated
+        admit_args = (_sds((prompts, plen), jnp.int32, replicated), _sds((prompts,), jnp.int32, replicated),
+                      _sds((rows,), jnp.int32, replicated), _sds(keys.shape, keys.dtype, replicated),
+                      _sds((rows,), jnp.int32, replicated))
+        admit_static = dict(group_size=group, sampling=sampling, stops=stops)
 
         def state_of(m):
-            # The decode state as prefill leaves it: shapes from tracing, and the layout `_placed` gives it
-            # (rows over the batch axes, the cache by CACHE_AXES), without compiling prefill again.
+            # The decode state as the engine holds it: shapes from tracing, and the layout `_placed` gives it
+            # (rows over the batch axes, the cache by CACHE_AXES), without compiling anything.
             key = id(m)
             if key not in state_box:
-                shapes = jax.eval_shape(functools.partial(prefill, m.graphdef, cfg=m.config, **prefill_static),
-                                        m.params, *prefill_args)
+                shapes = jax.eval_shape(functools.partial(idle_state, cfg=m.config, slots=rows, capacity=capacity,
+                                                          rules=m.rules))
                 placed = {f.name: rows_of(getattr(shapes, f.name).shape, getattr(shapes, f.name).dtype)
                           for f in dataclasses.fields(shapes) if f.name != "cache"}
                 cache = KVCache(*(_sds(c.shape, c.dtype, rules.sharding(mesh, CACHE_AXES, c.shape))
@@ -278,8 +279,12 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
                 state_box[key] = dataclasses.replace(shapes, cache=cache, **placed)
             return state_box[key]
 
+        def lower_prefill(m):
+            return admit.lower(m.graphdef, m.params, state_of(m), *admit_args, cfg=m.config, **admit_static)
+
         def lower_decode(m, steps=rollout.decode_chunk):
-            return decode_chunk.lower(m.graphdef, m.params, state_of(m), n_steps=steps, sampling=sampling, stops=stops)
+            return decode_chunk.lower(m.graphdef, m.params, state_of(m), _sds((), jnp.int32, replicated),
+                                      n_steps=steps, sampling=sampling, stops=stops)
 
         def lower_extend(m):
             state = state_of(m)
@@ -295,11 +300,11 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
             _Program(f"{prefix}prefill", f"{prompts} prompts x {plen} tokens (x{group} samples share it), "
                      f"capacity {capacity}", lower_prefill, lower_prefill, 1, None,
                      mcfg.flops_per_token(plen) * prompts * plen, 1.0, 0, resident, prompts * plen),
-            _Program(f"{prefix}decode_chunk", f"{rows} rows x {steps} steps, capacity {capacity}", lower_decode,
+            _Program(f"{prefix}decode_chunk", f"{rows} slots x {steps} steps, capacity {capacity}", lower_decode,
                      functools.partial(lower_decode, steps=1), steps, None,
                      mcfg.flops_per_token(2 * capacity) * rows * steps, float(steps), kv_chip * steps, resident,
                      rows * steps),
-            _Program(f"{prefix}extend", f"{rows} rows x {width} spliced tokens, capacity {capacity}", lower_extend,
+            _Program(f"{prefix}extend", f"{rows} slots x {width} spliced tokens, capacity {capacity}", lower_extend,
                      lower_extend, 1, None, mcfg.flops_per_token(2 * capacity) * rows * width, 1.0, kv_chip, resident,
                      rows * width),
         ]

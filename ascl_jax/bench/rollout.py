@@ -15,7 +15,8 @@ import numpy as np
 from ascl_jax.bench.timing import interleaved_seconds
 from ascl_jax.models.registry import load_model
 from ascl_jax.rollout.engine import StopTokens, decode_chunk, extend, prefill
-from ascl_jax.rollout.generate import bucket, row_keys
+from ascl_jax.rollout.sampling import row_keys
+from ascl_jax.rollout.shapes import bucket
 from ascl_jax.rollout.sampling import SamplingConfig
 
 
@@ -52,8 +53,8 @@ def bench_rollout(
         return prefill(g, p, tokens, lengths, keys, limit, cfg=cfg, group_size=1, capacity=capacity,
                        sampling=sampling, stops=stops)
 
-    def decode(state, n):
-        return decode_chunk(g, p, state, n_steps=n, sampling=sampling, stops=stops)
+    def decode(state, n, windowed=True):
+        return decode_chunk(g, p, state, n_steps=n, sampling=sampling, stops=stops, windowed=windowed)[0]
 
     def single_turn():
         return decode(start(), new_tokens - 1)

@@ -18,12 +18,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=run_forward)
-    r = kinds.add_parser("rollout", help="prefill/decode tokens/s and the cost of a spliced tool turn")
+    r = kinds.add_parser("rollout", help="prefill/decode tokens/s and the cost of a spliced tool turn; "
+                         "--workload longtail: continuous batching against the static batch")
     r.add_argument("--model", default="tiny")
-    r.add_argument("--batch", type=int, default=8)
+    r.add_argument("--workload", choices=("turns", "longtail"), default="turns",
+                   help="turns: decode, windowed and not, and a tool turn spliced or re-prefilled (default); "
+                        "longtail: long-tailed row lengths through slots and through the static batch")
+    r.add_argument("--batch", type=int, default=None, help="rows (default: 8; longtail: 64)")
     r.add_argument("--prompt-len", type=int, default=64)
-    r.add_argument("--new-tokens", type=int, default=128)
+    r.add_argument("--new-tokens", type=int, default=None, help="tokens per row (default: 128; longtail: 512, the budget)")
     r.add_argument("--splice-len", type=int, default=128, help="tokens of the spliced tool response (R)")
+    r.add_argument("--slots", type=int, default=None, help="longtail: decode slots (default: a quarter of the rows)")
+    r.add_argument("--group-size", type=int, default=4, help="longtail: samples per prompt")
+    r.add_argument("--chunk", type=int, default=32, help="longtail: decode steps per device call")
     r.add_argument("--greedy", action="store_true", help="greedy decoding (default: sampling at temperature 1)")
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
@@ -59,10 +66,16 @@ def run_forward(args: argparse.Namespace) -> int:
 
 
 def run_rollout(args: argparse.Namespace) -> int:
-    from ascl_jax.bench.rollout import bench_rollout
+    if args.workload == "longtail":
+        from ascl_jax.bench.rollout_longtail import bench_longtail
 
-    result = bench_rollout(args.model, args.batch, args.prompt_len, args.new_tokens, args.splice_len,
-                           args.greedy, args.repeats, args.dtype)
+        result = bench_longtail(args.model, args.batch or 64, args.group_size, args.prompt_len, args.new_tokens or 512,
+                                args.slots, args.chunk, args.greedy, args.repeats, args.dtype)
+    else:
+        from ascl_jax.bench.rollout import bench_rollout
+
+        result = bench_rollout(args.model, args.batch or 8, args.prompt_len, args.new_tokens or 128, args.splice_len,
+                               args.greedy, args.repeats, args.dtype)
     _print(result, args.json)
     return 0
 

@@ -73,15 +73,12 @@ def evaluate(
     batch_size: int = EVAL_BATCH,
     max_new_tokens: int | None = None,
 ) -> tuple[dict[str, Any], list[Trajectory]]:
-    """Greedy rollouts of every prompt (batched), judged for refusal, summarised."""
-    cfg = dataclasses.replace(rollout, group_size=1, sampling=SamplingConfig(greedy=True),
+    """Greedy rollouts of every prompt, streamed through `batch_size` decode slots, judged for refusal,
+    summarised."""
+    cfg = dataclasses.replace(rollout, group_size=1, sampling=SamplingConfig(greedy=True), slots=batch_size,
                               max_new_tokens=max_new_tokens or rollout.max_new_tokens)
     judge = judge or RefusalJudge()
-    trajs: list[Trajectory] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start:start + batch_size])
-        trajs += run_rollout(model, fmt, [tool_for(p) for p in chunk], chunk, cfg, seed=0,
-                             row_offset=start).trajectories
+    trajs = run_rollout(model, fmt, [tool_for(p) for p in prompts], list(prompts), cfg, seed=0).trajectories
     verdicts = judge.judge_batch([t.prompt for t in trajs], [t.final_answer for t in trajs])
     refusals = [bool(t.final_answer) and v.refusal for t, v in zip(trajs, verdicts)]
     return summarize(trajs, refusals), trajs

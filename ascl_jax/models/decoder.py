@@ -149,11 +149,13 @@ class Attention(_Projections):
             y = y + getattr(self, f"{name}_bias")[...].astype(self.cfg.dtype)
         return y.reshape(*x.shape[:2], heads, self.cfg.head_dim)
 
-    def __call__(self, x, cos, sin, cache: KVCache | None, layer, offsets, select=None):
+    def __call__(self, x, cos, sin, cache: KVCache | None, layer, offsets, select=None, reach=None):
         """One layer's attention (this module holding that layer's parameters). x [B, T, D] -> (out
         [B, Tq, D], cache with this layer's keys and values written, or None without a cache). Keys and
         values are made for all T positions; queries for all of them (Tq = T), or with `select` i32[B] for
-        position select[b] of each row alone (Tq = 1). `layer` i32[]: this layer's index in the cache."""
+        position select[b] of each row alone (Tq = 1). `layer` i32[]: this layer's index in the cache.
+        `reach` i32[]: the cache slots [0, reach) are all that any query whose output is used can see
+        (default: up to the furthest query's slot); attention reads the smallest window covering them."""
         cfg, rules = self.cfg, self.rules
         t = x.shape[1]
         k = self._project(x, "k", cfg.num_kv_heads)
@@ -184,15 +186,16 @@ class Attention(_Projections):
             keys, values = (_layer_window(c, layer, width) for c in (cache.k, cache.v))
             return _attend(q, keys, values, mask, cfg)
 
-        widths = attention_windows(cache.capacity) if t > 1 else (cache.capacity,)
+        widths = attention_windows(cache.capacity) if t > 1 or reach is not None else (cache.capacity,)
         if len(widths) == 1:
             out = attend_window(widths[0], q, cache, query_slot)
         else:
             # The smallest window holding the furthest query's slot, picked at run time: one compiled program
             # serves every offset, and an extend or prefill near the start of the cache reads only that part.
             # Slots past the reach are masked for every query, so any covering window gives the same result
-            # (up to float rounding).
-            reach = jnp.max(query_slot) + 1
+            # (up to float rounding). A decode step is given its reach (the longest running row), so
+            # finished rows and empty slots do not widen it.
+            reach = jnp.max(query_slot) + 1 if reach is None else reach
             index = jnp.minimum(jnp.searchsorted(jnp.asarray(widths), reach), len(widths) - 1)
             branches = [functools.partial(attend_window, w) for w in widths]
             out = jax.lax.switch(index, branches, q, cache, query_slot)
@@ -278,8 +281,8 @@ class Block(nnx.Module):
         self.mlp = MLP(cfg, rules, rngs=rngs, layers=layers, lora=lora)
         self.rules = rules
 
-    def __call__(self, x, cos, sin, cache, layer, offsets, select=None):
-        h, cache = self.attn(self.input_norm(x), cos, sin, cache, layer, offsets, select)
+    def __call__(self, x, cos, sin, cache, layer, offsets, select=None, reach=None):
+        h, cache = self.attn(self.input_norm(x), cos, sin, cache, layer, offsets, select, reach)
         if select is not None:  # only these positions go on; the others' keys and values are made
             x = jnp.take_along_axis(x, select[:, None, None], axis=1)
         x = constrain(x + h, self.rules, ("batch", "seq", "act_embed"))
@@ -320,13 +323,15 @@ class Decoder(nnx.Module):
         self.rules = rules
 
     def hidden_states(self, tokens, positions, cache: KVCache | None = None, offsets=None, select=None, *,
-                      remat: Remat = "none"):
+                      reach=None, remat: Remat = "none"):
         """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
 
         With `select` i32[B], only position select[b] of each row is returned ([B, 1, D]): the last layer
         then runs its queries, output projection and MLP on that position alone, while keys and values
         are still made (and cached) for every position. Sampling after a prefill or an extend needs no
         more, and the last layer's work on the other positions would be thrown away.
+
+        `reach` i32[] (with a cache): attention reads cache slots [0, reach) at most (see `Attention`).
 
         `remat` rematerialises each layer in the backward pass (training); it changes memory, not results."""
         cfg = self.cfg
@@ -337,7 +342,7 @@ class Decoder(nnx.Module):
         graphdef, stacked = nnx.split(self.layers)
 
         def layer(x, cache, params, i, sel=None):
-            return nnx.merge(graphdef, params)(x, cos, sin, cache, i, offsets, sel)
+            return nnx.merge(graphdef, params)(x, cos, sin, cache, i, offsets, sel, reach)
 
         if select is None:
             def body(carry, xs):

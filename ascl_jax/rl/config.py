@@ -46,11 +46,30 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class OverlongConfig:
+    """DAPO's soft over-long punishment: a completion of L tokens (everything after the prompt) within
+    `buffer` tokens of the budget rollout.max_new_tokens gets a reward penalty rising linearly from 0 to
+    `penalty` at the budget. buffer 0: off."""
+
+    buffer: int = 0
+    penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.buffer < 0:
+            raise ConfigError(f"rl.overlong.buffer must be >= 0, got {self.buffer}")
+        if self.penalty < 0:
+            raise ConfigError(f"rl.overlong.penalty must be >= 0, got {self.penalty}")
+
+
+@dataclass(frozen=True)
 class RLConfig:
     """steps: optimizer steps of RL; prompts_per_step x rollout.group_size rollouts make a step's batch;
     epochs (mu): policy updates per batch; micro_batches: gradient accumulation per update (and micro-batches
     of the log-probability passes); remat: the decoder's rematerialisation in the update (none | full |
-    dots_saveable | dots_with_no_batch_dims_saveable: less memory, more compute; `ascl plan` shows which fits)."""
+    dots_saveable | dots_with_no_batch_dims_saveable: less memory, more compute; `ascl plan` shows which fits);
+    mask_truncated: rows that hit the token budget (stop reason length) are left out of the loss (DAPO's
+    over-long filtering; they still count in their group's advantage baseline); overlong: DAPO's soft
+    over-long reward penalty."""
 
     steps: int = 20
     prompts_per_step: int = 8
@@ -60,6 +79,8 @@ class RLConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     max_consecutive_skips: int = 3
     remat: Remat = "none"
+    mask_truncated: bool = False
+    overlong: OverlongConfig = field(default_factory=OverlongConfig)
 
     def __post_init__(self) -> None:
         for name in ("prompts_per_step", "epochs", "micro_batches", "max_consecutive_skips"):

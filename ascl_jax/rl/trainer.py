@@ -29,6 +29,7 @@ from ascl_jax.parallel.sharding import batch_sharding
 from ascl_jax.rl.advantages import behaviour_keys, get_advantage_estimator
 from ascl_jax.rl.batch import pack, rl_loss, sequence_logprobs
 from ascl_jax.rl.config import LossConfig, RLConfig
+from ascl_jax.rl.overlong import overlong_penalty, truncated_loss_mask
 from ascl_jax.rl.refusal import RefusalDetector
 from ascl_jax.rl.rewards import RewardFunction
 from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
@@ -159,16 +160,26 @@ class RLTrainer:
         trajs = rollout.trajectories
         t1 = time.perf_counter()
         rewards = self.reward_fn(trajs)
+        over = s.rl.overlong
+        generated = np.array([len(t.tokens) - t.prompt_len for t in trajs])
+        penalty = overlong_penalty(generated, s.rollout.max_new_tokens, over.buffer, over.penalty)
+        total = np.asarray(rewards.total, np.float32) + penalty
         t2 = time.perf_counter()
         metrics = self._rollout_metrics(trajs, rewards)
+        st = rollout.stats
         metrics.update(rollout_seconds=rollout.device_seconds, tool_seconds=rollout.tool_seconds,
-                       reward_seconds=t2 - t1)
+                       reward_seconds=t2 - t1, prefill_seconds=st.prefill_seconds, decode_seconds=st.decode_seconds,
+                       extend_seconds=st.extend_seconds, slot_occupancy=st.occupancy,
+                       rollout_tokens_per_s=float(generated.sum()) / max(t1 - t0, 1e-9),
+                       truncated_fraction=_mean([t.truncated for t in trajs]))
+        if over.buffer:
+            metrics["overlong_penalty_mean"] = float(penalty.mean())
 
-        if not np.all(np.isfinite(rewards.total)):
-            bad = [trajs[i].prompt.id for i in np.nonzero(~np.isfinite(rewards.total))[0]]
+        if not np.all(np.isfinite(total)):
+            bad = [trajs[i].prompt.id for i in np.nonzero(~np.isfinite(total))[0]]
             metrics.update(self._skip(f"non-finite rewards for prompts {sorted(set(bad))}"))
         else:
-            metrics.update(self._update(trajs, rewards.total, g))
+            metrics.update(self._update(trajs, total, g))
         metrics["update_seconds"] = time.perf_counter() - t2
         metrics["step_seconds"] = time.perf_counter() - t0
         self.step += 1
@@ -195,6 +206,11 @@ class RLTrainer:
         )
         adv, weights = self.estimator(jnp.asarray(total, jnp.float32), behaviour, g, **rl.advantage.estimator_options())
         host = pack(trajs, model.config.pad_token_id or 0)
+        masked = 0
+        if rl.mask_truncated:
+            truncated = np.array([t.truncated for t in trajs])
+            host["loss_mask"] = truncated_loss_mask(host["loss_mask"], truncated)
+            masked = int(truncated.sum())
         put = lambda x: put_global(x, batch_sharding(model.mesh, model.rules, x.shape))  # noqa: E731
         tokens = put(host["tokens"])
         policy = join(self.params, self.frozen)
@@ -234,6 +250,8 @@ class RLTrainer:
             "learning_rate": float(self.lr_schedule(self.step * rl.epochs)),
             "update_tokens": int(mask.sum()),
         }
+        if rl.mask_truncated:
+            res["truncated_rows_masked"] = masked
         if skipped:
             res.update(self._skip(f"non-finite loss or gradients (loss={res['loss']}, grad_norm={res['grad_norm']})"))
         else:

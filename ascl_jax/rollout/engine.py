@@ -8,8 +8,12 @@ move independently, and a tool turn appends its tokens at each row's own offset 
 `sampled[b, s]` marks the tokens the policy drew (the loss mask), `logprobs[b, s]` their sampler
 log-probabilities.
 
-Randomness: every row carries its own key, folded with the slot it is sampling into, so a row's draws
-do not depend on batch composition, sharding or process layout.
+Slots. The state's B rows are slots: `admit` prefills new prompts into free ones (stop == IDLE or a
+finished row the host has read out) while the others keep decoding, so a batch larger than B streams
+through them (`rollout/slots.py` schedules it); `prefill` is the dense case, every row admitted at once.
+
+Randomness: every row carries its own key, folded with the position it is sampling into, so a row's
+draws do not depend on batch composition, slot, sharding or process layout.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from ascl_jax.models.decoder import CACHE_AXES, KVCache, init_cache
 from ascl_jax.parallel.sharding import ShardingRules, constrain
 from ascl_jax.rollout.sampling import SamplingConfig, sample
 
-RUNNING, STOP_EOS, STOP_TOOL_CALL, STOP_LENGTH = 0, 1, 2, 3
-STOP_NAMES = {RUNNING: "running", STOP_EOS: "eos", STOP_TOOL_CALL: "tool_call", STOP_LENGTH: "length"}
+RUNNING, STOP_EOS, STOP_TOOL_CALL, STOP_LENGTH, IDLE = 0, 1, 2, 3, 4
+STOP_NAMES = {RUNNING: "running", STOP_EOS: "eos", STOP_TOOL_CALL: "tool_call", STOP_LENGTH: "length", IDLE: "idle"}
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,10 @@ class DecodeState:
         return self.tokens.shape[1]
 
 
-def _forward(graphdef: nnx.GraphDef, params: nnx.State, tokens, positions, cache, offsets, select=None):
+def _forward(graphdef: nnx.GraphDef, params: nnx.State, tokens, positions, cache, offsets, select=None,
+             reach=None):
     model = nnx.merge(graphdef, params)
-    hidden, cache = model.hidden_states(tokens, positions, cache, offsets, select)
+    hidden, cache = model.hidden_states(tokens, positions, cache, offsets, select, reach=reach)
     return model, hidden, cache
 
 
@@ -106,6 +111,90 @@ def _sample_into(state: DecodeState, logits, rows, sampling: SamplingConfig, sto
     return DecodeState(state.cache, tokens, sampled, logprobs, seq_len, state.limit, stop, state.row_keys)
 
 
+def _idle_state(cfg: ModelConfig, slots: int, capacity: int) -> DecodeState:
+    return DecodeState(
+        cache=init_cache(cfg, slots, capacity),
+        tokens=jnp.zeros((slots, capacity), jnp.int32),
+        sampled=jnp.zeros((slots, capacity), bool),
+        logprobs=jnp.zeros((slots, capacity), jnp.float32),
+        seq_len=jnp.ones((slots,), jnp.int32),
+        limit=jnp.ones((slots,), jnp.int32),
+        stop=jnp.full((slots,), IDLE, jnp.int32),
+        row_keys=jax.vmap(jax.random.key)(jnp.zeros((slots,), jnp.uint32)),
+    )
+
+
+def _admit(graphdef, params, state: DecodeState, prompts, prompt_lens, slot_ids, row_keys, limit, *, cfg,
+           group_size, sampling, stops) -> DecodeState:
+    p, length = prompts.shape
+    cache = init_cache(cfg, p, length)
+    positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (p, length))
+    # Only each prompt's last position is sampled from: the last layer and the logits run on it alone.
+    model, hidden, cache = _forward(graphdef, params, prompts, positions, cache, jnp.zeros((p,), jnp.int32),
+                                    select=prompt_lens - 1)
+    logits = model.logits(hidden[:, 0])
+    n = p * group_size
+    rep = functools.partial(jnp.repeat, repeats=group_size, axis=0, total_repeat_length=n)
+    capacity = state.capacity
+    # The admitted rows alone first (the prompt's cache is shared by its samples through the repeat).
+    seq_len = rep(prompt_lens).astype(jnp.int32)
+    limit = jnp.minimum(limit, capacity).astype(jnp.int32)
+    new = DecodeState(
+        cache=KVCache(k=cache.k[:, :0], v=cache.v[:, :0]),  # not used by sampling
+        tokens=jnp.zeros((n, capacity), jnp.int32).at[:, :length].set(rep(prompts)),
+        sampled=jnp.zeros((n, capacity), bool),
+        logprobs=jnp.zeros((n, capacity), jnp.float32),
+        seq_len=seq_len,
+        limit=limit,
+        stop=jnp.where(seq_len >= limit, STOP_LENGTH, RUNNING).astype(jnp.int32),
+        row_keys=row_keys,
+    )
+    new = _sample_into(new, rep(logits), new.stop == RUNNING, sampling, stops)
+    # Then into their slots; padding entries of `slot_ids` (>= the slot count) are dropped.
+    put = lambda old, x: old.at[slot_ids].set(x, mode="drop")  # noqa: E731
+    rep_rows = functools.partial(jnp.repeat, repeats=group_size, axis=1, total_repeat_length=n)
+    kv = [c.at[:, slot_ids, :length].set(rep_rows(x), mode="drop") for c, x in
+          ((state.cache.k, cache.k), (state.cache.v, cache.v))]
+    return DecodeState(KVCache(*kv), put(state.tokens, new.tokens), put(state.sampled, new.sampled),
+                       put(state.logprobs, new.logprobs), put(state.seq_len, new.seq_len),
+                       put(state.limit, new.limit), put(state.stop, new.stop), put(state.row_keys, new.row_keys))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "slots", "capacity", "rules"))
+def idle_state(*, cfg: ModelConfig, slots: int, capacity: int, rules: ShardingRules) -> DecodeState:
+    """A decode state of `slots` empty rows (stop == IDLE) with `capacity` cache slots each, placed."""
+    return _placed(_idle_state(cfg, slots, capacity), rules)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "group_size", "sampling", "stops"),
+                   donate_argnames=("state",))
+def admit(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    state: DecodeState,
+    prompts: jax.Array,
+    prompt_lens: jax.Array,
+    slot_ids: jax.Array,
+    row_keys: jax.Array,
+    limit: jax.Array,
+    *,
+    cfg: ModelConfig,
+    group_size: int,
+    sampling: SamplingConfig,
+    stops: StopTokens,
+) -> DecodeState:
+    """Prefill new prompts into free slots of `state` and draw their first tokens; other slots are untouched.
+
+    prompts i32[P, L] (right-padded, L <= capacity), prompt_lens i32[P] >= 1, slot_ids i32[P*G] (the slot
+    of each new row; an id >= the slot count marks a padding row, dropped), row_keys key[P*G], limit
+    i32[P*G] (max seq_len per row). Rows g*G .. g*G+G-1 are the samples of prompt g: one prefill, its
+    cache copied into their G slots. Only an L-slot cache per prompt is made for the prefill; peak memory
+    is the state plus that."""
+    out = _admit(graphdef, params, state, prompts, prompt_lens, slot_ids, row_keys, limit, cfg=cfg,
+                 group_size=group_size, sampling=sampling, stops=stops)
+    return _placed(out, nnx.merge(graphdef, params).rules)
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "group_size", "capacity", "sampling", "stops"))
 def prefill(
     graphdef: nnx.GraphDef,
@@ -121,66 +210,66 @@ def prefill(
     sampling: SamplingConfig,
     stops: StopTokens,
 ) -> DecodeState:
-    """Run the prompts once, copy each prompt's cache to its `group_size` samples, draw their first tokens.
+    """The dense start of a batch: every prompt admitted at once into a state of P*G rows.
 
     prompts i32[P, L] (right-padded, L <= capacity), prompt_lens i32[P] >= 1, row_keys key[P*G],
     limit i32[P*G] (max seq_len per row). Rows g*G .. g*G+G-1 are the samples of prompt g."""
-    p, length = prompts.shape
-    cache = init_cache(cfg, p, capacity)
-    positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (p, length))
-    # Only each prompt's last position is sampled from: the last layer and the logits run on it alone.
-    model, hidden, cache = _forward(graphdef, params, prompts, positions, cache, jnp.zeros((p,), jnp.int32),
-                                    select=prompt_lens - 1)
-    logits = model.logits(hidden[:, 0])
-    rep = functools.partial(jnp.repeat, repeats=group_size, axis=0, total_repeat_length=p * group_size)
-    rep_rows = functools.partial(jnp.repeat, repeats=group_size, axis=1, total_repeat_length=p * group_size)
-    cache = KVCache(k=rep_rows(cache.k), v=rep_rows(cache.v))
-    b = p * group_size
-    tokens = jnp.zeros((b, capacity), jnp.int32).at[:, :length].set(rep(prompts))
-    seq_len = rep(prompt_lens).astype(jnp.int32)
-    state = DecodeState(
-        cache=cache,
-        tokens=tokens,
-        sampled=jnp.zeros((b, capacity), bool),
-        logprobs=jnp.zeros((b, capacity), jnp.float32),
-        seq_len=seq_len,
-        limit=jnp.minimum(limit, capacity).astype(jnp.int32),
-        stop=jnp.where(seq_len >= limit, STOP_LENGTH, RUNNING).astype(jnp.int32),
-        row_keys=row_keys,
-    )
-    return _placed(_sample_into(state, rep(logits), state.stop == RUNNING, sampling, stops), model.rules)
+    n = prompts.shape[0] * group_size
+    rules = nnx.merge(graphdef, params).rules
+    state = _placed(_idle_state(cfg, n, capacity), rules)
+    out = _admit(graphdef, params, state, prompts, prompt_lens, jnp.arange(n, dtype=jnp.int32), row_keys, limit,
+                 cfg=cfg, group_size=group_size, sampling=sampling, stops=stops)
+    return _placed(out, rules)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "n_steps", "sampling", "stops"), donate_argnames=("state",))
+@functools.partial(jax.jit, static_argnames=("graphdef", "n_steps", "sampling", "stops", "windowed"),
+                   donate_argnames=("state",))
 def decode_chunk(
     graphdef: nnx.GraphDef,
     params: nnx.State,
     state: DecodeState,
+    min_free: jax.Array | int | None = None,
     *,
     n_steps: int,
     sampling: SamplingConfig,
     stops: StopTokens,
-) -> DecodeState:
-    """At most `n_steps` decode steps; a row stops on EOS, a tool-call end token or its limit, and the
-    loop returns early once no row is running."""
+    windowed: bool = True,
+) -> tuple[DecodeState, jax.Array]:
+    """At most `n_steps` decode steps over every running row; a row stops on EOS, a tool-call end token or
+    its limit. The loop returns early once no row is running, or once `min_free` (i32[]; default: never)
+    rows are not running, so that the host can refill finished slots or answer tool calls.
+
+    With `windowed`, each step's attention reads the cache only up to the longest running row (one of
+    `attention_windows`, picked at run time); finished and empty rows neither widen it nor write their
+    cache. Returns (state, i32[2]: steps run, running row-steps), the latter for slot occupancy."""
+    bsz = state.tokens.shape[0]
+    min_free = jnp.int32(bsz + 1) if min_free is None else jnp.asarray(min_free, jnp.int32)
 
     def cond(carry):
-        i, s = carry
-        return (i < n_steps) & jnp.any(s.stop == RUNNING)
+        i, s, _ = carry
+        running = s.stop == RUNNING
+        return (i < n_steps) & jnp.any(running) & (jnp.sum(~running) < min_free)
 
     def body(carry):
-        i, s = carry
+        i, s, busy = carry
         running = s.stop == RUNNING
-        b = jnp.arange(s.tokens.shape[0])
+        b = jnp.arange(bsz)
         offset = s.seq_len - 1
         pending = s.tokens[b, offset]
-        model, hidden, cache = _forward(graphdef, params, pending[:, None], offset[:, None], s.cache, offset)
+        reach = None
+        if windowed:
+            # Rows that are not running write nowhere (past the end: dropped) and set no reach.
+            offset = jnp.where(running, offset, s.capacity)
+            reach = jnp.max(jnp.where(running, s.seq_len, 0))
+        model, hidden, cache = _forward(graphdef, params, pending[:, None], offset[:, None], s.cache, offset,
+                                        reach=reach)
         logits = model.logits(hidden[:, 0])
         s = DecodeState(cache, s.tokens, s.sampled, s.logprobs, s.seq_len, s.limit, s.stop, s.row_keys)
-        return i + 1, _sample_into(s, logits, running, sampling, stops)
+        return i + 1, _sample_into(s, logits, running, sampling, stops), busy + jnp.sum(running, dtype=jnp.int32)
 
     rules = nnx.merge(graphdef, params).rules
-    return _placed(jax.lax.while_loop(cond, body, (jnp.int32(0), _placed(state, rules)))[1], rules)
+    steps, state, busy = jax.lax.while_loop(cond, body, (jnp.int32(0), _placed(state, rules), jnp.int32(0)))
+    return _placed(state, rules), jnp.stack([steps, busy])
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "stops"), donate_argnames=("state",))
@@ -197,11 +286,11 @@ def extend(
     """Append new_tokens i32[B, E] (first new_lens[b] of them) after each row's pending token, run them
     through the model at the row's own offset, and sample the row's next token.
 
-    Rows with new_lens == 0 are untouched (their padded writes land beyond their valid slots, or are
-    dropped past the end of the cache). The appended tokens are not marked as sampled. Returns (state,
-    logits f32[B, V] of each row's last appended token). The caller guarantees seq_len + E <= capacity
-    for extended rows. Attention reads the cache only up to the furthest slot fed in any row (see
-    `attention_windows`), and the last layer and the vocabulary projection run on one position per row."""
+    Rows with new_lens == 0 are untouched (their cache writes go past its end and are dropped). The
+    appended tokens are not marked as sampled. Returns (state, logits f32[B, V] of each row's last appended
+    token). The caller guarantees seq_len + E <= capacity for extended rows. Attention reads the cache only
+    up to the furthest slot fed in an extended row (see `attention_windows`), and the last layer and the
+    vocabulary projection run on one position per row."""
     bsz, e = new_tokens.shape
     b = jnp.arange(bsz)
     rows = new_lens > 0
@@ -209,8 +298,10 @@ def extend(
     pending = state.tokens[b, offset]
     fed = jnp.concatenate([pending[:, None], new_tokens], axis=1)  # [B, E+1]
     positions = offset[:, None] + jnp.arange(e + 1, dtype=jnp.int32)[None, :]
+    reach = jnp.max(jnp.where(rows, state.seq_len + new_lens, 1))
     # Only each row's last appended token is sampled from: the last layer and the logits run on it alone.
-    model, hidden, cache = _forward(graphdef, params, fed, positions, state.cache, offset, select=new_lens)
+    model, hidden, cache = _forward(graphdef, params, fed, positions, state.cache,
+                                    jnp.where(rows, offset, state.capacity), select=new_lens, reach=reach)
     logits = model.logits(hidden[:, 0])
 
     slots = state.seq_len[:, None] + jnp.arange(e)[None, :]

@@ -1,31 +1,19 @@
-"""Plain batched generation (no tool turns): prefill once, then decode in chunks until every row stops."""
+"""Plain batched generation (no tool turns) through the slot engine, and the shape and key helpers the
+rollout shares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ascl_jax.errors import UserError
 from ascl_jax.models.registry import LoadedModel
-from ascl_jax.rollout.engine import RUNNING, STOP_NAMES, StopTokens, decode_chunk, prefill
-from ascl_jax.rollout.sampling import SamplingConfig
-
-PROMPT_BUCKET = 64
-
-
-def bucket(n: int, multiple: int = PROMPT_BUCKET) -> int:
-    """Round n up to a multiple, so that varying lengths compile a few programs, not one each."""
-    return max(multiple, -(-n // multiple) * multiple)
-
-
-def row_keys(seed: int, row_ids: np.ndarray) -> jax.Array:
-    """One key per row from its global id: a row's samples do not depend on batch layout."""
-    base = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(row_ids, jnp.uint32))
-
+from ascl_jax.parallel.host import allgather_objects
+from ascl_jax.rollout.engine import STOP_NAMES, StopTokens
+from ascl_jax.rollout.sampling import SamplingConfig, row_keys
+from ascl_jax.rollout.shapes import PROMPT_BUCKET, bucket
+from ascl_jax.rollout.slots import stream_rows
 
 @dataclass(frozen=True)
 class Generation:
@@ -43,8 +31,10 @@ def generate(
     seed: int = 0,
     chunk: int = 32,
     stop_tokens: StopTokens | None = None,
+    slots: int = 0,
 ) -> list[Generation]:
-    """Generate up to `max_new_tokens` for each prompt (lists of token ids)."""
+    """Generate up to `max_new_tokens` for each prompt (lists of token ids), streaming them through
+    `slots` decode rows (0: all at once)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise UserError("every prompt needs at least one token")
     if max_new_tokens < 1:
@@ -52,31 +42,22 @@ def generate(
     cfg = model.config
     stops = stop_tokens or StopTokens(eos=tuple(cfg.eos_token_ids))
     lens = np.array([len(p) for p in prompts], np.int32)
-    length = bucket(int(lens.max()))
-    capacity = bucket(length + max_new_tokens)
+    capacity = bucket(bucket(int(lens.max())) + max_new_tokens)
     if capacity > cfg.max_position_embeddings:
         raise UserError(
             f"prompt plus max_new_tokens needs {capacity} positions; the model supports {cfg.max_position_embeddings}"
         )
-    batch = np.full((len(prompts), length), cfg.pad_token_id or 0, np.int32)
-    for i, p in enumerate(prompts):
-        batch[i, : len(p)] = p
-    with jax.set_mesh(model.mesh):
-        state = prefill(
-            model.graphdef, model.params, jnp.asarray(batch), jnp.asarray(lens),
-            row_keys(seed, np.arange(len(prompts))), jnp.asarray(lens + max_new_tokens),
-            cfg=cfg, group_size=1, capacity=capacity, sampling=sampling, stops=stops,
-        )
-        while bool(jnp.any(state.stop == RUNNING)):
-            state = decode_chunk(model.graphdef, model.params, state, n_steps=chunk, sampling=sampling, stops=stops)
-    tokens, seq_len = np.asarray(state.tokens), np.asarray(state.seq_len)
-    logprobs, stop = np.asarray(state.logprobs), np.asarray(state.stop)
+    outputs, _ = stream_rows(
+        model, prompts, group_size=1, limits=lens + max_new_tokens, keys=row_keys(seed, np.arange(len(prompts))),
+        slots=slots, capacity=capacity, chunk=chunk, prompt_bucket=PROMPT_BUCKET, sampling=sampling, stops=stops,
+    )
+    every = {r: o for part in allgather_objects(sorted(outputs.items())) for r, o in part}
     return [
         Generation(
             prompt_tokens=list(prompts[i]),
-            tokens=tokens[i, lens[i] : seq_len[i]].tolist(),
-            logprobs=logprobs[i, lens[i] : seq_len[i]].tolist(),
-            stop_reason=STOP_NAMES[int(stop[i])],
+            tokens=every[i].tokens[lens[i]:].tolist(),
+            logprobs=every[i].logprobs[lens[i]:].tolist(),
+            stop_reason=STOP_NAMES[every[i].stop],
         )
         for i in range(len(prompts))
     ]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ascl_jax.errors import ConfigError
 
@@ -57,3 +58,9 @@ def sample(logits: jax.Array, rng: jax.Array, cfg: SamplingConfig) -> tuple[jax.
         tokens = jax.vmap(lambda k, l: jax.random.categorical(k, l))(rng, filtered)
     tokens = tokens.astype(jnp.int32)
     return tokens, jnp.take_along_axis(logprobs, tokens[:, None], axis=-1)[:, 0]
+
+
+def row_keys(seed: int, row_ids: np.ndarray) -> jax.Array:
+    """One key per row from its global id (key[N]): a row's samples do not depend on batch layout."""
+    base = jax.random.key(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(row_ids, jnp.uint32))

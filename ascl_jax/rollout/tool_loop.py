@@ -2,8 +2,9 @@
 are retrieved, and the tool-turn delta is spliced into every such row with one `extend` call; decoding
 resumes from the same KV cache. A tool turn costs its new tokens only, never a re-prefill.
 
-Shapes are bucketed (prompt length, extend length; batch and capacity are fixed by the config), so a
-training run compiles a few programs once."""
+The rows stream through a fixed number of decode slots (`rollout/slots.py`). Shapes are bucketed
+(prompt length, prompts per admission, extend length; slots and capacity are fixed by the config), so
+a training run compiles a few programs once."""
 
 from __future__ import annotations
 
@@ -13,34 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ascl_jax.chat.formats import ChatFormat
 from ascl_jax.chat.toolcall import ToolCall, ToolCallConfig
 from ascl_jax.errors import ConfigError, UserError
 from ascl_jax.models.registry import LoadedModel
-from ascl_jax.parallel.host import (
-    allgather,
-    allgather_objects,
-    local_rows,
-    owned_rows,
-    put_global,
-    read_local,
-    row_sharding,
-)
-from ascl_jax.rollout.engine import (
-    RUNNING,
-    STOP_EOS,
-    STOP_LENGTH,
-    STOP_TOOL_CALL,
-    StopTokens,
-    decode_chunk,
-    extend,
-    prefill,
-)
-from ascl_jax.rollout.generate import bucket, row_keys
+from ascl_jax.parallel.host import allgather, allgather_objects, put_global, read_local, row_sharding
+from ascl_jax.rollout.engine import STOP_EOS, STOP_LENGTH, STOP_TOOL_CALL, DecodeState, StopTokens, extend
+from ascl_jax.rollout.sampling import row_keys
+from ascl_jax.rollout.shapes import bucket
 from ascl_jax.rollout.sampling import SamplingConfig
+from ascl_jax.rollout.slots import RowOutput, SlotStats, stream_rows
 from ascl_jax.rollout.trajectory import Prompt, ToolTurn, Trajectory
 from ascl_jax.rules.tool import ConsultSafetyRulesTool
 
@@ -53,7 +38,9 @@ class RolloutConfig:
 
     max_prompt_tokens: longest prompt accepted; max_new_tokens: tokens after the prompt (sampled and
     spliced together); max_tool_calls: tool calls per episode (one more stops the row, reason
-    `tool_cap`); max_tool_response_tokens: tokens of one tool response (cut with a visible marker)."""
+    `tool_cap`); max_tool_response_tokens: tokens of one tool response (cut with a visible marker);
+    slots: decode rows the engine holds, through which the batch's rows stream (0: the whole batch at
+    once; otherwise a multiple of group_size). KV-cache memory is slots x capacity."""
 
     group_size: int = 4
     max_prompt_tokens: int = 256
@@ -61,6 +48,7 @@ class RolloutConfig:
     max_tool_calls: int = 2
     max_tool_response_tokens: int = 192
     decode_chunk: int = 32
+    slots: int = 0
     prompt_bucket: int = 64
     extend_bucket: int = 64
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -73,6 +61,9 @@ class RolloutConfig:
                 raise ConfigError(f"rollout.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_tool_calls < 0:
             raise ConfigError(f"rollout.max_tool_calls must be >= 0, got {self.max_tool_calls}")
+        if self.slots < 0 or self.slots % self.group_size:
+            raise ConfigError(f"rollout.slots must be 0 (the whole batch) or a multiple of rollout.group_size "
+                              f"({self.group_size}), got {self.slots}")
 
     @property
     def capacity(self) -> int:
@@ -92,12 +83,14 @@ class _Row:
 @dataclass(frozen=True)
 class Rollout:
     """The trajectories of a batch (rows g*G .. g*G+G-1 are the samples of prompt g) and where the time
-    went: `device_seconds` in prefill/decode/extend calls, `tool_seconds` on the host answering calls."""
+    went: `device_seconds` in prefill/decode calls, `tool_seconds` on the host answering calls (the
+    splicing `extend` included); `stats` splits the device time and tells how full the slots were."""
 
     trajectories: list[Trajectory]
     device_seconds: float
     tool_seconds: float
     extend_calls: int
+    stats: SlotStats
 
 
 def run_rollout(
@@ -111,9 +104,10 @@ def run_rollout(
 ) -> Rollout:
     """Roll out `cfg.group_size` samples of every prompt, `tools[g]` being the rule tool of prompts[g]
     (None: no tool is offered to that prompt; a per-prompt tool lets each episode draw its rule book).
+    The rows stream through `cfg.slots` decode slots (0: all at once).
 
     `seed` and the global row id (`row_offset` + row) pick each row's random stream, so a row's tokens do
-    not depend on batch layout."""
+    not depend on batch layout or slot count."""
     if not prompts:
         raise UserError("rollout: no prompts")
     if len(tools) != len(prompts):
@@ -128,90 +122,83 @@ def run_rollout(
             )
         encoded.append(ids)
     lens = np.array([len(x) for x in encoded], np.int32)
-    length = bucket(int(lens.max()), cfg.prompt_bucket)
-    batch = np.full((len(prompts), length), model.config.pad_token_id or 0, np.int32)
-    for i, ids in enumerate(encoded):
-        batch[i, : len(ids)] = ids
     stops = StopTokens(
         eos=tuple(fmt.eos_token_ids),
         tool_call_end=(tuple(fmt.tool_call_end_sequence),) if any(t is not None for t in tools) else (),
     )
-    limit = np.repeat(lens, g) + cfg.max_new_tokens
     n_rows = len(prompts) * g
     rows = [_Row(turn_start=int(lens[i // g])) for i in range(n_rows)]
-    keys = row_keys(seed, row_offset + np.arange(n_rows))
-    graphdef, params = model.graphdef, model.params
+    tool_seconds = 0.0
 
-    tool_seconds, extend_calls, start = 0.0, 0, time.perf_counter()
-    with jax.set_mesh(model.mesh):
-        state = prefill(graphdef, params, jnp.asarray(batch), jnp.asarray(lens), keys, jnp.asarray(limit),
-                        cfg=model.config, group_size=g, capacity=cfg.capacity, sampling=cfg.sampling, stops=stops)
-        # Under several processes each answers the tool calls of the rows its devices hold.
-        mine = local_rows(state.stop.shape, state.stop.sharding)
-        while True:
-            state = decode_chunk(graphdef, params, state, n_steps=cfg.decode_chunk, sampling=cfg.sampling,
-                                 stops=stops)
-            t0 = time.perf_counter()
-            state, extended, stop = _tool_turns(model, fmt, tools, cfg, state, mine, rows, stops)
-            tool_seconds += time.perf_counter() - t0
-            extend_calls += extended
-            running = bool((stop[mine] == RUNNING).any())
-            if not allgather(np.array(running)).any():
-                break
-    trajectories = _trajectories(fmt, prompts, cfg, state, rows, lens)
+    def service(state, slot_row, mine):
+        nonlocal tool_seconds
+        t0 = time.perf_counter()
+        state, extend_seconds = _tool_turns(model, fmt, tools, cfg, state, slot_row, mine, rows, stops)
+        tool_seconds += time.perf_counter() - t0
+        return state, extend_seconds
+
+    start = time.perf_counter()
+    outputs, stats = stream_rows(
+        model, encoded, group_size=g, limits=np.repeat(lens, g) + cfg.max_new_tokens,
+        keys=row_keys(seed, row_offset + np.arange(n_rows)), slots=cfg.slots, capacity=cfg.capacity,
+        chunk=cfg.decode_chunk, prompt_bucket=cfg.prompt_bucket, sampling=cfg.sampling, stops=stops,
+        service=service,
+    )
+    trajectories = _trajectories(fmt, prompts, cfg, outputs, rows, lens)
     total = time.perf_counter() - start
-    return Rollout(trajectories, total - tool_seconds, tool_seconds, extend_calls)
+    return Rollout(trajectories, total - tool_seconds, tool_seconds, stats.extend_calls, stats)
 
 
-def _tool_turns(model, fmt, tools, cfg, state, mine, rows, stops):
-    """Answer the calls of this process's waiting rows (`mine`: the rows it holds) and splice every
-    process's deltas with one extend call, which all processes make together when any has a delta.
-
-    Returns (state, 1 if extend ran else 0, the host view of the new state's stop flags from
-    `read_local`); the extend's device time is counted as tool time."""
+def _tool_turns(model, fmt, tools, cfg, state, slot_row, mine, rows, stops) -> tuple[DecodeState, float | None]:
+    """Answer the calls of this process's waiting rows (`mine`: the slots it holds; `slot_row`: the global
+    row in each slot) and splice every process's deltas with one extend call, which all processes make
+    together when any has a delta. Returns (state, the extend's seconds, or None when none ran)."""
     stop = read_local(state.stop).copy()  # written below where the host stops a row
-    waiting = mine[stop[mine] == STOP_TOOL_CALL].tolist()
+    waiting = [s for s in mine[stop[mine] == STOP_TOOL_CALL].tolist() if slot_row[s] >= 0]
     if len(waiting):
         tokens, seq_len, limit = read_local(state.tokens), read_local(state.seq_len), read_local(state.limit)
     deltas: dict[int, list[int]] = {}
-    for r in waiting:
+    for s in waiting:
+        r = int(slot_row[s])
         row = rows[r]
         if len(row.tool_turns) >= cfg.max_tool_calls:
             row.host_stop = "tool_cap"
             continue
         tool = tools[r // cfg.group_size]
-        text = fmt.decode(tokens[r, row.turn_start : seq_len[r]])
+        text = fmt.decode(tokens[s, row.turn_start : seq_len[s]])
         turns = [_answer(call, fmt, tool, cfg) for call in fmt.parse_tool_calls(text, [tool.schema], cfg.tool_calls)]
         if not turns:  # the stop sequence came without a parsable block: tell the model so
             turns = [ToolTurn(text, None, None, "no_call", "Error: no <tool_call> block found before </tool_call>.",
                               (), False)]
         delta = fmt.tool_turn_delta([t.response for t in turns])
         row.tool_turns.extend(turns)
-        if seq_len[r] + len(delta) + 1 > limit[r]:  # no room to splice and still answer
+        if seq_len[s] + len(delta) + 1 > limit[s]:  # no room to splice and still answer
             row.host_stop = "length"
             continue
-        deltas[r] = delta
-        row.turn_start = int(seq_len[r]) + len(delta)
-    host_stopped = [r for r in waiting if rows[r].host_stop is not None]
-    for r in host_stopped:
-        stop[r] = STOP_LENGTH if rows[r].host_stop == "length" else STOP_EOS
+        deltas[s] = delta
+        row.turn_start = int(seq_len[s]) + len(delta)
+    host_stopped = [s for s in waiting if rows[int(slot_row[s])].host_stop is not None]
+    for s in host_stopped:
+        stop[s] = STOP_LENGTH if rows[int(slot_row[s])].host_stop == "length" else STOP_EOS
     if host_stopped:
         state = dataclasses.replace(state, stop=put_global(stop.astype(np.int32), state.stop.sharding))
     # The extend's width is the same on every process: the widest delta anywhere.
     longest = int(allgather(np.array(max((len(d) for d in deltas.values()), default=0))).max())
     if not longest:
-        return state, 0, stop
+        return state, None
+    t0 = time.perf_counter()
     width = bucket(longest, cfg.extend_bucket)
-    new = np.zeros((len(rows), width), np.int32)
-    new_lens = np.zeros(len(rows), np.int32)
-    for r, d in deltas.items():
-        new[r, : len(d)] = d
-        new_lens[r] = len(d)
+    new = np.zeros((len(slot_row), width), np.int32)
+    new_lens = np.zeros(len(slot_row), np.int32)
+    for s, d in deltas.items():
+        new[s, : len(d)] = d
+        new_lens[s] = len(d)
     # Same layout as the state's rows: another layout would compile extend anew.
     state, _ = extend(model.graphdef, model.params, state,
                       put_global(new, row_sharding(state.tokens.sharding)),
                       put_global(new_lens, state.seq_len.sharding), sampling=cfg.sampling, stops=stops)
-    return state, 1, read_local(state.stop)
+    jax.block_until_ready(state.stop)
+    return state, time.perf_counter() - t0
 
 
 def _answer(call, fmt: ChatFormat, tool: ConsultSafetyRulesTool, cfg: RolloutConfig) -> ToolTurn:
@@ -233,27 +220,25 @@ def _bounded(fmt: ChatFormat, text: str, max_tokens: int) -> tuple[str, bool]:
     return keep.rstrip("\ufffd") + TRUNCATION_MARKER, True
 
 
-def _trajectories(fmt, prompts, cfg, state, rows, lens) -> list[Trajectory]:
-    """Every row's Trajectory, in row order, on every process: each builds those of the rows it owns and
-    they are exchanged, so rewards, advantages and logs see the whole batch everywhere."""
-    tokens, seq_len = read_local(state.tokens), read_local(state.seq_len)
-    sampled, logprobs, stop = read_local(state.sampled), read_local(state.logprobs), read_local(state.stop)
+def _trajectories(fmt, prompts, cfg, outputs: dict[int, RowOutput], rows, lens) -> list[Trajectory]:
+    """Every row's Trajectory, in row order, on every process: each builds those of the rows it read out
+    (`outputs`) and they are exchanged, so rewards, advantages and logs see the whole batch everywhere."""
     out = []
-    for r in owned_rows(state.stop.shape, state.stop.sharding).tolist():
+    for r, o in sorted(outputs.items()):
         row = rows[r]
-        gid, n, plen = r // cfg.group_size, int(seq_len[r]), int(lens[r // cfg.group_size])
-        reason = row.host_stop or {STOP_EOS: "eos", STOP_LENGTH: "length"}.get(int(stop[r]), "error")
-        completion = fmt.decode(tokens[r, plen:n])
+        gid, n, plen = r // cfg.group_size, len(o.tokens), int(lens[r // cfg.group_size])
+        reason = row.host_stop or {STOP_EOS: "eos", STOP_LENGTH: "length"}.get(o.stop, "error")
+        completion = fmt.decode(o.tokens[plen:n])
         answer_end = n - 1 if reason == "eos" else n  # without the eos token itself
-        last_turn = fmt.decode(tokens[r, min(row.turn_start, answer_end) : answer_end])
+        last_turn = fmt.decode(o.tokens[min(row.turn_start, answer_end) : answer_end])
         out.append((r, Trajectory(
             prompt=prompts[gid],
             group_id=gid,
             sample_index=r % cfg.group_size,
-            tokens=tokens[r, :n].astype(np.int32),
+            tokens=o.tokens,
             prompt_len=plen,
-            loss_mask=sampled[r, :n].astype(np.int8),
-            sampler_logprobs=logprobs[r, :n].astype(np.float32),
+            loss_mask=o.sampled.astype(np.int8),
+            sampler_logprobs=o.logprobs,
             tool_turns=tuple(row.tool_turns),
             stop_reason=reason,
             completion_text=completion,

@@ -67,6 +67,11 @@ class Trajectory:
         return any(t.error is None for t in self.tool_turns)
 
     @property
+    def truncated(self) -> bool:
+        """Stopped by the token budget (stop reason length), not by its own end."""
+        return self.stop_reason == "length"
+
+    @property
     def num_sampled(self) -> int:
         return int(self.loss_mask.sum())
 
