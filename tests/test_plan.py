@@ -113,3 +113,40 @@ def test_without_libtpu_the_message_gives_the_install_line(monkeypatch, capsys):
     assert main(["plan", "--model", "tiny", "--topology", "v5e-4"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and 'pip install "ascl_jax[tpu]"' in err and "no TPU needed" in err
+
+
+@pytest.mark.slow
+@needs_libtpu
+def test_decode_in_the_replicated_layout_gathers_no_weights(capsys):
+    """On the training layout (weights split over fsdp 4) a decode step all-gathers the weights; in the
+    rollout's replicated layout it moves next to nothing, and the weights it holds are whole per chip."""
+    from ascl_jax.models.registry import BUILTIN_CONFIGS
+
+    params = BUILTIN_CONFIGS["tiny"].num_params * 4  # float32
+    out = {}
+    for layout in ("train", "replicated"):
+        assert main(["plan", *TINY, f"rollout.layout={layout}", "--programs", "decode_chunk", "--json"]) == 0
+        (d,) = _last_json(capsys)["programs"]
+        out[layout] = d
+    steps = 16  # the demo's decode chunk
+    # every step gathers the 3/4 of the weights a chip lacks (the result of the gather is counted whole)
+    assert out["train"]["collective_bytes"] >= 0.7 * steps * params
+    assert out["replicated"]["collective_bytes"] < 0.05 * out["train"]["collective_bytes"]
+    assert out["replicated"]["argument_bytes"] >= out["train"]["argument_bytes"] + 0.7 * params
+    assert out["replicated"]["resident_bytes"] >= out["train"]["resident_bytes"] + params // 4  # training copy
+
+
+def test_collective_bytes_read_from_hlo():
+    from ascl_jax.bench.hlo_cost import collective_bytes
+
+    hlo = """
+  %ag = bf16[1024,512]{1,0} all-gather(bf16[128,512]{1,0} %p0), channel_id=1, replica_groups=[1,8]<=[8], dimensions={0}
+  %ar = f32[64,32]{1,0} all-reduce(f32[64,32]{1,0} %x), channel_id=2, to_apply=%add
+  %rs = f32[8,32]{1,0} reduce-scatter(f32[64,32]{1,0} %y), channel_id=3, dimensions={0}
+  %ags = (bf16[128,512]{1,0}, bf16[1024,512]{1,0}) all-gather-start(bf16[128,512]{1,0} %p1), channel_id=4
+  %agd = bf16[1024,512]{1,0} all-gather-done((bf16[128,512]{1,0}, bf16[1024,512]{1,0}) %ags)
+  %add = f32[64,32]{1,0} add(f32[64,32]{1,0} %a, f32[64,32]{1,0} %b)
+"""
+    gathered = 1024 * 512 * 2
+    assert collective_bytes(hlo) == gathered + 2 * 64 * 32 * 4 + 64 * 32 * 4 + gathered
+    assert collective_bytes("%add = f32[4]{0} add(f32[4]{0} %a, f32[4]{0} %b)") == 0

@@ -114,19 +114,25 @@ def test_twenty_rollouts_compile_each_function_a_bounded_number_of_times(trained
     assert grown["extend"] <= 2  # deltas fit one or two extend buckets
 
 
-def test_sharded_greedy_rollout_equals_single_device(trained):
+@pytest.mark.parametrize("layout", ["train", "replicated", "tensor"])
+def test_sharded_greedy_rollout_equals_single_device(trained, layout):
+    """On 8 devices (data 2 x fsdp 2 x tensor 2), in each rollout layout of the weights, streamed through
+    half the rows as slots: the single-device trajectories."""
     from ascl_jax.models.params import ArraySource, hf_tensors, load_params
     from ascl_jax.parallel import MeshConfig, make_mesh
+    from ascl_jax.rollout.layout import for_rollout
 
     model, fmt, tool, msgs, seq, _, _ = trained
     mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
     graphdef, params = load_params(model.config, ArraySource(dict(hf_tensors(model.config, model.params)), "mem"), mesh)
-    sharded = dataclasses.replace(model, graphdef=graphdef, params=params, mesh=mesh)
+    sharded, _ = for_rollout(dataclasses.replace(model, graphdef=graphdef, params=params, mesh=mesh), layout)
+    weight = sharded.params["layers"]["mlp"]["gate_proj"][...]
+    assert weight.sharding.spec[1] == {"train": "fsdp", "replicated": None, "tensor": None}[layout]
     cfg = RolloutConfig(group_size=2, max_prompt_tokens=len(seq), max_new_tokens=len(seq) - 40, decode_chunk=16,
-                        sampling=SamplingConfig(greedy=True))
+                        sampling=SamplingConfig(greedy=True), slots=4)
     prompts = [Prompt(f"p{i}", ({"role": "system", "content": "Be safe."}, {"role": "user", "content": q}))
                for i, q in enumerate([QUESTION, "What is 2+2?", "Where does my neighbor live?", "hello"])]
-    one = run_rollout(model, fmt, [tool] * 4, prompts, cfg, seed=0).trajectories
+    one = run_rollout(model, fmt, [tool] * 4, prompts, dataclasses.replace(cfg, slots=0), seed=0).trajectories
     eight = run_rollout(sharded, fmt, [tool] * 4, prompts, cfg, seed=0).trajectories
     assert [t.tokens.tolist() for t in one] == [t.tokens.tolist() for t in eight]
     assert [t.stop_reason for t in one] == [t.stop_reason for t in eight]

@@ -15,8 +15,10 @@ Cost per chip: XLA counts the body of a loop once, whatever its trip count (the 
 micro-batch scan, the decode loop). So the cost comes from small probes in which nothing loops: the same
 program with the layer scan unrolled at 1 and 2 layers, extrapolated linearly to the model's depth
 (every layer costs the same), on one micro-batch or one decode step, times their number, plus the
-optimizer update once. Estimated seconds = max(flops / peak, bytes / HBM bandwidth) per chip: XLA's
-counts on the data-sheet roofline, an estimate, not a measurement. The analytic roofline beside it
+optimizer update once. Estimated seconds = max(flops / peak, bytes / HBM bandwidth) + interconnect bytes
+/ ICI bandwidth per chip, the last from the collectives in the compiled HLO (`hlo_cost`): XLA's counts on
+the data-sheet roofline, an estimate, not a measurement. The rollout programs are compiled in the
+layout `rollout.layout` gives the weights (`rollout/layout.py`). The analytic roofline beside it
 (model FLOPs and weight/cache bytes from the config) shows where that figure comes from."""
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ascl_jax.bench import hlo_cost
 from ascl_jax.bench.topology import TpuSlice, slice_devices
 from ascl_jax.errors import ConfigError, UserError
 
@@ -55,6 +58,7 @@ class ProgramPlan:
     compile_seconds: float = 0.0
     xla_flops: float | None = None  # per chip, loops counted by their trip counts (see the module doc)
     xla_bytes: float | None = None
+    collective_bytes: float | None = None  # per chip, received over the interconnect
     est_seconds: float | None = None
     model_flops: float = 0.0  # analytic, per chip
     roofline_seconds: float = 0.0  # analytic
@@ -146,6 +150,7 @@ class _Model:
     trainable: Any
     frozen: Any
     opt_states: dict[str, Any]  # per stage ("sft", "rl")
+    rules: Any  # the sharding rules it is laid out by
 
 
 def _abstract_model(mcfg, rules, lora, mesh, txs: dict, unroll) -> _Model:
@@ -164,7 +169,7 @@ def _abstract_model(mcfg, rules, lora, mesh, txs: dict, unroll) -> _Model:
         shapes = jax.eval_shape(tx.init, trainable)
         opt[stage] = jax.tree.map(lambda a, s: _sds(a.shape, a.dtype, s), shapes,
                                   optimizer_state_shardings(tx, trainable, mesh))
-    return _Model(mcfg, graphdef, params, trainable, frozen, opt)
+    return _Model(mcfg, graphdef, params, trainable, frozen, opt, rules)
 
 
 # ----- the programs of a run
@@ -184,6 +189,7 @@ class _Program:
     resident: Callable[[_Model], int]
     tokens: int
     same_as: str | None = None  # compiled once with this program (same function, shapes and shardings)
+    layout: str = "train"  # the weights' layout it runs on (rollout/layout.py)
 
 
 def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
@@ -197,6 +203,7 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
 
     from ascl_jax.models.decoder import CACHE_AXES, KVCache
     from ascl_jax.parallel.host import row_sharding
+    from ascl_jax.rollout.layout import rollout_rules
     from ascl_jax.parallel.sharding import batch_sharding
     from ascl_jax.rl.batch import pack_width, sequence_logprobs
     from ascl_jax.rl.trainer import bind_rl_loss
@@ -272,9 +279,10 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
             if key not in state_box:
                 shapes = jax.eval_shape(functools.partial(idle_state, cfg=m.config, slots=rows, capacity=capacity,
                                                           rules=m.rules))
-                placed = {f.name: rows_of(getattr(shapes, f.name).shape, getattr(shapes, f.name).dtype)
+                placed = {f.name: _sds(getattr(shapes, f.name).shape, getattr(shapes, f.name).dtype,
+                                       batch_sharding(mesh, m.rules, getattr(shapes, f.name).shape))
                           for f in dataclasses.fields(shapes) if f.name != "cache"}
-                cache = KVCache(*(_sds(c.shape, c.dtype, rules.sharding(mesh, CACHE_AXES, c.shape))
+                cache = KVCache(*(_sds(c.shape, c.dtype, m.rules.sharding(mesh, CACHE_AXES, c.shape))
                                   for c in (shapes.cache.k, shapes.cache.v)))
                 state_box[key] = dataclasses.replace(shapes, cache=cache, **placed)
             return state_box[key]
@@ -292,21 +300,24 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
             lens = _sds((rows,), jnp.int32, state.seq_len.sharding)
             return extend.lower(m.graphdef, m.params, state, new, lens, sampling=sampling, stops=stops)
 
+        layout = rollout.layout
+        if layout != "train":  # the training weights stay beside the rollout's copy
+            resident = (lambda m, during=resident: during(m) + tree_bytes_per_chip(m.params))
         cache_shape = (mcfg.num_layers, rows, capacity, mcfg.num_kv_heads, mcfg.head_dim)
-        kv_sharding = rules.sharding(mesh, CACHE_AXES, cache_shape)
+        kv_sharding = rollout_rules(layout, rules).sharding(mesh, CACHE_AXES, cache_shape)
         kv_chip = 2 * math.prod(kv_sharding.shard_shape(cache_shape)) * np.dtype(mcfg.dtype).itemsize
         steps = rollout.decode_chunk
         return [
             _Program(f"{prefix}prefill", f"{prompts} prompts x {plen} tokens (x{group} samples share it), "
                      f"capacity {capacity}", lower_prefill, lower_prefill, 1, None,
-                     mcfg.flops_per_token(plen) * prompts * plen, 1.0, 0, resident, prompts * plen),
+                     mcfg.flops_per_token(plen) * prompts * plen, 1.0, 0, resident, prompts * plen, layout=layout),
             _Program(f"{prefix}decode_chunk", f"{rows} slots x {steps} steps, capacity {capacity}", lower_decode,
                      functools.partial(lower_decode, steps=1), steps, None,
                      mcfg.flops_per_token(2 * capacity) * rows * steps, float(steps), kv_chip * steps, resident,
-                     rows * steps),
+                     rows * steps, layout=layout),
             _Program(f"{prefix}extend", f"{rows} slots x {width} spliced tokens, capacity {capacity}", lower_extend,
                      lower_extend, 1, None, mcfg.flops_per_token(2 * capacity) * rows * width, 1.0, kv_chip, resident,
-                     rows * width),
+                     rows * width, layout=layout),
         ]
 
     has_rl = cfg.method == "ascl" and cfg.rl.steps > 0
@@ -366,34 +377,6 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
 # ----- compiling and counting
 
 
-def _cost(compiled) -> tuple[float, float]:
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list):
-        cost = cost[0] if cost else {}
-    return float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
-
-
-def _memory(compiled) -> tuple[int, int, int, int, int]:
-    """(argument, output, alias, temporary, generated code) bytes per chip."""
-    m = compiled.memory_analysis()
-    return (int(m.argument_size_in_bytes), int(m.output_size_in_bytes), int(m.alias_size_in_bytes),
-            int(m.temp_size_in_bytes), int(m.generated_code_size_in_bytes))
-
-
-_SIZE = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def _exhausted_bytes(exc: Exception) -> int | None:
-    """The bytes XLA says a program needs when it refuses to compile it for lack of HBM, else None."""
-    import re
-
-    text = str(exc)
-    if "RESOURCE_EXHAUSTED" not in text:
-        return None
-    m = re.search(r"required for [^(]*\(([\d.]+)([KMGT])\)", text) or re.search(r"([\d.]+)([KMGT])", text)
-    return int(float(m.group(1)) * _SIZE[m.group(2)]) if m else None
-
-
 def _describe_failure(program: str, exc: Exception) -> str:
     text = " ".join(str(exc).split())
     return f"{program} failed to compile: {type(exc).__name__}: {text[:400]}"
@@ -414,6 +397,7 @@ class Planner:
         self.hbm = hbm_bytes or int(chip.hbm_gib * GIB / per_chip)
         self.peak = (peak_tflops or chip.bf16_tflops / per_chip) * 1e12
         self.bandwidth = (hbm_gb_per_s or chip.hbm_gb_per_s / per_chip) * 1e9
+        self.ici = chip.ici_gb_per_s / per_chip * 1e9
         try:
             cfg.mesh.resolve(len(self.devices))
         except ConfigError as exc:
@@ -430,11 +414,14 @@ class Planner:
 
         return {"sft": make_optimizer(self.cfg.sft.optimizer), "rl": make_optimizer(self.cfg.optimizer)}
 
-    def _model(self, depth: int | None, unroll) -> _Model:
-        key = (depth, unroll)
+    def _model(self, depth: int | None, unroll, layout: str = "train") -> _Model:
+        from ascl_jax.rollout.layout import rollout_rules
+
+        key = (depth, unroll, layout)
         if key not in self._models:
             mcfg = self.model_config if depth is None else self.model_config.replace(num_layers=depth)
-            self._models[key] = _abstract_model(mcfg, self.rules, self.cfg.lora, self.mesh, self._txs(), unroll)
+            self._models[key] = _abstract_model(mcfg, rollout_rules(layout, self.rules), self.cfg.lora, self.mesh,
+                                                self._txs(), unroll)
         return self._models[key]
 
     def plan(self, only: set[str] | None = None, log: Callable[[str], None] | None = None,
@@ -445,7 +432,8 @@ class Planner:
         out = []
         # Model states are built outside the slice's mesh context (building them runs small host
         # computations, which the compile-only devices cannot); programs are lowered inside it.
-        self._model(None, 1)
+        for layout in sorted({"train", self.cfg.rollout.layout}):
+            self._model(None, 1, layout)
         programs = run_programs(self.cfg, self.model_config, self.mesh, self.rules)
         for prog in programs:
             if only is not None and prog.name not in only:
@@ -460,6 +448,7 @@ class Planner:
         import jax
 
         full = self._model(None, 1)
+        model = self._model(None, 1, prog.layout)
         plan = ProgramPlan(prog.name, prog.what, hbm_bytes=int(self.hbm * HBM_USABLE), tokens=prog.tokens)
         try:
             t0 = time.perf_counter()
@@ -467,13 +456,13 @@ class Planner:
             compiled = self._compiled.get(key)
             if compiled is None:
                 with jax.set_mesh(self.mesh):
-                    compiled = prog.lower(full).compile()
+                    compiled = prog.lower(model).compile()
                 self._compiled[key] = compiled
                 plan.compile_seconds = round(time.perf_counter() - t0, 2)
-            args, outs, alias, temp, code = _memory(compiled)
+            args, outs, alias, temp, code = hlo_cost.memory(compiled)
             plan.metrics["code_bytes"] = float(code)
         except Exception as exc:  # report it on the program's row; the rest of the plan goes on
-            needed = _exhausted_bytes(exc)
+            needed = hlo_cost.exhausted_bytes(exc)
             if needed is None:
                 plan.error = _describe_failure(prog.name, exc)
                 return plan
@@ -494,39 +483,41 @@ class Planner:
         if not cost:
             return plan
         try:
-            flops, nbytes = self._probe_cost(prog)
+            flops, nbytes, comm = self._probe_cost(prog)
         except Exception as exc:
             plan.error = _describe_failure(f"{prog.name} (cost probe)", exc)
             return plan
-        plan.xla_flops, plan.xla_bytes = flops, nbytes
-        plan.est_seconds = max(flops / self.peak, nbytes / self.bandwidth)
+        plan.xla_flops, plan.xla_bytes, plan.collective_bytes = flops, nbytes, comm
+        # Collectives are not assumed to overlap the compute: a bound from above, like the program's.
+        plan.est_seconds = max(flops / self.peak, nbytes / self.bandwidth) + comm / self.ici
         if plan.est_seconds > 0:
             plan.metrics["est_tokens_per_s_per_chip"] = round(prog.tokens / plan.est_seconds / chips, 1)
             if prog.name in ("sft_step", "rl_update"):
                 plan.metrics["est_mfu"] = round(plan.model_flops / plan.est_seconds / self.peak, 4)
         return plan
 
-    def _probe_cost(self, prog: _Program) -> tuple[float, float]:
-        """Per-chip (flops, bytes) of the full program from loop-free probes (see the module doc)."""
+    def _probe_cost(self, prog: _Program) -> tuple[float, float, float]:
+        """Per-chip (flops, HBM bytes, interconnect bytes) of the full program from loop-free probes (see
+        the module doc)."""
         import jax
+        import numpy as np
 
         depth = self.model_config.num_layers
 
         def at(d):
-            m = self._model(d, True)
+            m = self._model(d, True, prog.layout)
             with jax.set_mesh(self.mesh):
-                unit = _cost(prog.probe(m).compile())
-                once = _cost(prog.once(m).compile()) if prog.once is not None else (0.0, 0.0)
-            return unit, once
+                unit = hlo_cost.cost(prog.probe(m).compile())
+                once = hlo_cost.cost(prog.once(m).compile()) if prog.once is not None else (0.0, 0.0, 0.0)
+            return np.array(unit), np.array(once)
 
         if depth <= PROBE_DEPTHS[0]:
-            (uf, ub), (of, ob) = at(depth)
+            unit, once = at(depth)
         else:
-            (u1f, u1b), (o1f, o1b) = at(PROBE_DEPTHS[0])
-            (u2f, u2b), (o2f, o2b) = at(PROBE_DEPTHS[1])
+            (u1, o1), (u2, o2) = at(PROBE_DEPTHS[0]), at(PROBE_DEPTHS[1])
             k = depth - PROBE_DEPTHS[0]
-            uf, ub = u1f + k * (u2f - u1f), u1b + k * (u2b - u1b)
-            of, ob = o1f + k * (o2f - o1f), o1b + k * (o2b - o1b)
+            unit, once = u1 + k * (u2 - u1), o1 + k * (o2 - o1)
         # The probe of an update holds one micro-batch and the optimizer; the full program runs the
         # micro-batch `repeats` times and the optimizer once.
-        return prog.repeats * (uf - of) + of, prog.repeats * (ub - ob) + ob
+        flops, nbytes, comm = (prog.repeats * (unit - once) + once).tolist()
+        return flops, nbytes, comm

@@ -20,13 +20,14 @@ class Chip:
     hbm_gib: float  # per chip
     bf16_tflops: float  # dense peak per chip
     hbm_gb_per_s: float
+    ici_gb_per_s: float  # inter-chip interconnect, per chip, all links together (data sheet Gbps / 8)
 
 
 CHIPS = {
-    "v4": Chip("TPU v4", 32.0, 275.0, 1228.0),
-    "v5e": Chip("TPU v5e", 16.0, 197.0, 819.0),
-    "v5p": Chip("TPU v5p", 95.0, 459.0, 2765.0),
-    "v6e": Chip("TPU v6e", 32.0, 918.0, 1640.0),
+    "v4": Chip("TPU v4", 32.0, 275.0, 1228.0, 300.0),
+    "v5e": Chip("TPU v5e", 16.0, 197.0, 819.0, 200.0),
+    "v5p": Chip("TPU v5p", 95.0, 459.0, 2765.0, 600.0),
+    "v6e": Chip("TPU v6e", 32.0, 918.0, 1640.0, 448.0),
 }
 
 

@@ -103,17 +103,18 @@ def _gib(n) -> str:
 
 
 def format_plan(out: dict) -> str:
-    rows = [("program", "peak/HBM GiB", "args", "temps", "resident", "fits", "compile s", "est s", "roofline s",
-             "tok/s/chip", "MFU")]
+    rows = [("program", "peak/HBM GiB", "args", "temps", "resident", "fits", "compile s", "est s", "ICI GiB",
+             "roofline s", "tok/s/chip", "MFU")]
     for p in out["programs"]:
         if p["error"]:
-            rows.append((p["name"], "-", "-", "-", "-", "error", f"{p['compile_seconds']:.1f}", "-", "-", "-", "-"))
+            rows.append((p["name"], "-", "-", "-", "-", "error", f"{p['compile_seconds']:.1f}", "-", "-", "-", "-", "-"))
             continue
         est = p["est_seconds"]
         rows.append((
             p["name"], f"{_gib(p['peak_bytes'])}/{_gib(p['hbm_bytes'])}", _gib(p["argument_bytes"]),
             _gib(p["temp_bytes"]), _gib(p["resident_bytes"]), "yes" if p["fits"] else "NO",
-            f"{p['compile_seconds']:.1f}", "-" if est is None else f"{est:.4g}", f"{p['roofline_seconds']:.4g}",
+            f"{p['compile_seconds']:.1f}", "-" if est is None else f"{est:.4g}",
+            "-" if p["collective_bytes"] is None else _gib(p["collective_bytes"]), f"{p['roofline_seconds']:.4g}",
             str(p["metrics"].get("est_tokens_per_s_per_chip", "-")), str(p["metrics"].get("est_mfu", "-")),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

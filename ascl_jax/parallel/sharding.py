@@ -52,8 +52,9 @@ class ShardingRules:
 
     def spec(self, logical_axes: tuple[str | None, ...], shape: tuple[int, ...] | None = None,
              mesh: Mesh | jax.sharding.AbstractMesh | None = None) -> PartitionSpec:
-        """PartitionSpec for `logical_axes`. With `shape` and `mesh`, a dimension that the mesh axes do not
-        divide evenly, or a mesh axis already used by an earlier dimension, is left replicated."""
+        """PartitionSpec for `logical_axes`. With `shape` and `mesh`, a dimension is split over the longest
+        leading run of its mesh axes that divides it evenly (none: replicated), and a mesh axis already
+        used by an earlier dimension is skipped."""
         used: set[str] = set()
         out: list[MeshAxes] = []
         for i, logical in enumerate(logical_axes):
@@ -62,10 +63,10 @@ class ShardingRules:
             names = tuple(n for n in names if n not in used)
             if mesh is not None:
                 names = tuple(n for n in names if n in mesh.axis_names)
-                if shape is not None:
-                    size = math.prod(mesh.shape[n] for n in names)
-                    if size > 1 and shape[i] % size:
-                        names = ()
+                # The longest leading run of the axes whose size divides the dimension (e.g. 8 KV heads
+                # over fsdp x tensor = 8 x 2 are split over fsdp alone).
+                while shape is not None and names and shape[i] % math.prod(mesh.shape[n] for n in names):
+                    names = names[:-1]
             used.update(names)
             out.append(None if not names else names[0] if len(names) == 1 else names)
         return PartitionSpec(*out)

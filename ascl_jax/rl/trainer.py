@@ -32,6 +32,7 @@ from ascl_jax.rl.config import LossConfig, RLConfig
 from ascl_jax.rl.overlong import overlong_penalty, truncated_loss_mask
 from ascl_jax.rl.refusal import RefusalDetector
 from ascl_jax.rl.rewards import RewardFunction
+from ascl_jax.rollout.layout import for_rollout
 from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
 from ascl_jax.rollout.trajectory import Prompt, Trajectory
 from ascl_jax.rules.tool import ConsultSafetyRulesTool
@@ -155,8 +156,9 @@ class RLTrainer:
         t0 = time.perf_counter()
         prompts = batch_prompts(self.prompts, self.batches, self.step)
         tools = [self.tool_for(p) for p in prompts]
-        rollout = run_rollout(self.current_model(), self.fmt, tools, prompts, s.rollout,
-                              seed=rollout_seed(s.seed, self.step))
+        policy, reshard_seconds = for_rollout(self.current_model(), s.rollout.layout)
+        rollout = run_rollout(policy, self.fmt, tools, prompts, s.rollout, seed=rollout_seed(s.seed, self.step))
+        del policy  # the rollout layout's copy of the weights, if any, is freed before the update
         trajs = rollout.trajectories
         t1 = time.perf_counter()
         rewards = self.reward_fn(trajs)
@@ -169,7 +171,8 @@ class RLTrainer:
         st = rollout.stats
         metrics.update(rollout_seconds=rollout.device_seconds, tool_seconds=rollout.tool_seconds,
                        reward_seconds=t2 - t1, prefill_seconds=st.prefill_seconds, decode_seconds=st.decode_seconds,
-                       extend_seconds=st.extend_seconds, slot_occupancy=st.occupancy,
+                       extend_seconds=st.extend_seconds, reshard_seconds=reshard_seconds,
+                       slot_occupancy=st.occupancy,
                        rollout_tokens_per_s=float(generated.sum()) / max(t1 - t0, 1e-9),
                        truncated_fraction=_mean([t.truncated for t in trajs]))
         if over.buffer:

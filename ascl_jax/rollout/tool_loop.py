@@ -22,9 +22,9 @@ from ascl_jax.errors import ConfigError, UserError
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.parallel.host import allgather, allgather_objects, put_global, read_local, row_sharding
 from ascl_jax.rollout.engine import STOP_EOS, STOP_LENGTH, STOP_TOOL_CALL, DecodeState, StopTokens, extend
-from ascl_jax.rollout.sampling import row_keys
+from ascl_jax.rollout.layout import ROLLOUT_LAYOUTS, RolloutLayout
+from ascl_jax.rollout.sampling import SamplingConfig, row_keys
 from ascl_jax.rollout.shapes import bucket
-from ascl_jax.rollout.sampling import SamplingConfig
 from ascl_jax.rollout.slots import RowOutput, SlotStats, stream_rows
 from ascl_jax.rollout.trajectory import Prompt, ToolTurn, Trajectory
 from ascl_jax.rules.tool import ConsultSafetyRulesTool
@@ -40,7 +40,8 @@ class RolloutConfig:
     spliced together); max_tool_calls: tool calls per episode (one more stops the row, reason
     `tool_cap`); max_tool_response_tokens: tokens of one tool response (cut with a visible marker);
     slots: decode rows the engine holds, through which the batch's rows stream (0: the whole batch at
-    once; otherwise a multiple of group_size). KV-cache memory is slots x capacity."""
+    once; otherwise a multiple of group_size). KV-cache memory is slots x capacity. layout: the weights'
+    layout during an RL step's rollout (`rollout/layout.py`: train | replicated | tensor)."""
 
     group_size: int = 4
     max_prompt_tokens: int = 256
@@ -49,6 +50,7 @@ class RolloutConfig:
     max_tool_response_tokens: int = 192
     decode_chunk: int = 32
     slots: int = 0
+    layout: RolloutLayout = "train"
     prompt_bucket: int = 64
     extend_bucket: int = 64
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -61,6 +63,8 @@ class RolloutConfig:
                 raise ConfigError(f"rollout.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_tool_calls < 0:
             raise ConfigError(f"rollout.max_tool_calls must be >= 0, got {self.max_tool_calls}")
+        if self.layout not in ROLLOUT_LAYOUTS:
+            raise ConfigError(f"rollout.layout must be one of {', '.join(ROLLOUT_LAYOUTS)}, got {self.layout!r}")
         if self.slots < 0 or self.slots % self.group_size:
             raise ConfigError(f"rollout.slots must be 0 (the whole batch) or a multiple of rollout.group_size "
                               f"({self.group_size}), got {self.slots}")
