@@ -152,9 +152,20 @@ def _admit(graphdef, params, state: DecodeState, prompts, prompt_lens, slot_ids,
     new = _sample_into(new, rep(logits), new.stop == RUNNING, sampling, stops)
     # Then into their slots; padding entries of `slot_ids` (>= the slot count) are dropped.
     put = lambda old, x: old.at[slot_ids].set(x, mode="drop")  # noqa: E731
-    rep_rows = functools.partial(jnp.repeat, repeats=group_size, axis=1, total_repeat_length=n)
-    kv = [c.at[:, slot_ids, :length].set(rep_rows(x), mode="drop") for c, x in
-          ((state.cache.k, cache.k), (state.cache.v, cache.v))]
+    # The cache is filled slot by slot from the prompt each slot takes (a gather of the small prompt
+    # cache, then a select along the slots): a scatter of new rows along the row-sharded axis would make
+    # the partitioner materialise the repeated rows whole on every chip.
+    slots = state.tokens.shape[0]
+    source = jnp.full((slots,), -1, jnp.int32).at[slot_ids].set(jnp.arange(n, dtype=jnp.int32), mode="drop")
+    taken = (source >= 0)[None, :, None, None, None]
+    prompt_of = jnp.maximum(source, 0) // group_size
+
+    def fill(old, prompt_cache):
+        window = jax.lax.slice_in_dim(old, 0, length, axis=2)
+        new_rows = jnp.take(prompt_cache, prompt_of, axis=1)
+        return jax.lax.dynamic_update_slice_in_dim(old, jnp.where(taken, new_rows, window), 0, axis=2)
+
+    kv = [fill(state.cache.k, cache.k), fill(state.cache.v, cache.v)]
     return DecodeState(KVCache(*kv), put(state.tokens, new.tokens), put(state.sampled, new.sampled),
                        put(state.logprobs, new.logprobs), put(state.seq_len, new.seq_len),
                        put(state.limit, new.limit), put(state.stop, new.stop), put(state.row_keys, new.row_keys))
