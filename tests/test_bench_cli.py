@@ -12,7 +12,8 @@ def test_bench_rollout_json(capsys):
     assert main(["bench", "rollout", "--model", "tiny", "--batch", "2", "--prompt-len", "8", "--new-tokens", "8",
                  "--splice-len", "8", "--repeats", "1", "--greedy", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("decode_tokens_per_s", "prefill_tokens_per_s", "tool_turn_ratio_extend", "tool_turn_ratio_reprefill"):
+    for key in ("decode_tokens_per_s", "decode_full_cache_tokens_per_s", "prefill_tokens_per_s",
+                "tool_turn_ratio_extend", "tool_turn_ratio_reprefill"):
         assert out[key] > 0
 
 

@@ -32,7 +32,9 @@ def bench_rollout(
 ) -> dict:
     """Times, on `batch` random prompts of `prompt_len` tokens with EOS ignored: prefill; decode; a
     single-turn rollout that samples `new_tokens` tokens; and the same rollout with one tool turn of
-    `splice_len` tokens half way, spliced with `extend` or by re-prefilling the whole context. Returns a
+    `splice_len` tokens half way, spliced with `extend` or by re-prefilling the whole context; decode also
+    with every step reading the whole cache (`decode_full_cache_tokens_per_s`), the engine before its
+    decode read only up to the longest running row. Returns a
     JSON-ready dict; `tool_turn_ratio_extend` is the tool-turn rollout's median time over the single-turn
     one's (both sample `new_tokens` tokens), `tool_turn_ratio_reprefill` the same with the re-prefill."""
     model = load_model(model_name, dtype=dtype)
@@ -81,11 +83,15 @@ def bench_rollout(
         def decode_only():
             return decode(jax.tree.map(jnp.copy, first), new_tokens - 1)
 
-        times = interleaved_seconds({"prefill": start, "decode": decode_only, "single": single_turn,
-                                     "extend": tool_turn_extend, "reprefill": tool_turn_reprefill}, repeats)
+        def decode_full():
+            return decode(jax.tree.map(jnp.copy, first), new_tokens - 1, windowed=False)
+
+        times = interleaved_seconds({"prefill": start, "decode": decode_only, "decode_full": decode_full,
+                                     "single": single_turn, "extend": tool_turn_extend,
+                                     "reprefill": tool_turn_reprefill}, repeats)
         out = single_turn()
-    t_prefill, t_decode, t_single, t_extend, t_reprefill = (
-        statistics.median(times[k]) for k in ("prefill", "decode", "single", "extend", "reprefill"))
+    t_prefill, t_decode, t_full, t_single, t_extend, t_reprefill = (
+        statistics.median(times[k]) for k in ("prefill", "decode", "decode_full", "single", "extend", "reprefill"))
     # The same ratio within each round (the two rollouts timed moments apart): its quartiles show how far
     # the machine's noise reaches, and stay put when the load swings between rounds.
     ratios = [e / s for e, s in zip(times["extend"], times["single"])]
@@ -106,6 +112,9 @@ def bench_rollout(
         "prefill_tokens_per_s": round(batch * prompt_len / t_prefill, 1),
         "decode_tokens_per_s": round(batch * (new_tokens - 1) / t_decode, 1),
         "decode_ms_per_step": round(1000 * t_decode / (new_tokens - 1), 3),
+        # the same decode with every step reading the whole cache (capacity), as before windowing
+        "decode_full_cache_tokens_per_s": round(batch * (new_tokens - 1) / t_full, 1),
+        "windowed_over_full_cache": round(t_full / t_decode, 3),
         "single_turn_seconds": round(t_single, 4),
         "tool_turn_extend_seconds": round(t_extend, 4),
         "tool_turn_reprefill_seconds": round(t_reprefill, 4),
