@@ -20,6 +20,8 @@ _logging.getLogger("transformers").addFilter(_NoTorchNotice())
 _LAZY = {
     "grpo_advantages": "ascl_jax.rl.advantages",
     "ifpo_advantages": "ascl_jax.rl.advantages",
+    "rloo_advantages": "ascl_jax.rl.advantages",
+    "mismatch_weights": "ascl_jax.rl.correction",
     "policy_loss": "ascl_jax.rl.loss",
     "token_logprobs": "ascl_jax.rl.loss",
 }

@@ -13,7 +13,7 @@ import optax
 import pytest
 from flax import nnx
 
-from ascl_jax.models.lora import LoRAConfig, LoRAParam, join, trainable_split
+from ascl_jax.models.lora import LoRAConfig, LoRAParam, trainable_split
 from ascl_jax.models.params import ArraySource, hf_tensors, init_params, load_params
 from ascl_jax.models.registry import BUILTIN_CONFIGS
 from ascl_jax.parallel import single_device_mesh

@@ -26,146 +26,10 @@ from ascl_jax.rl.advantages import (
     rloo_advantages,
 )
 from ascl_jax.rl.loss import LOSS_AGGREGATIONS, policy_loss, token_logprobs
+from tests.rl_reference import ref_grpo, ref_ifpo, ref_policy_loss, ref_rloo
 
 HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 AGGS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
-
-
-# ------------------------------------------------------------------------------------------------------
-# NumPy reference (float64, loops; deliberately not a vectorised copy of the JAX code)
-# ------------------------------------------------------------------------------------------------------
-
-
-def ref_grpo(rewards, group_size, scale="std", eps=1e-6):
-    r = [float(x) for x in rewards]
-    out = [0.0] * len(r)
-    for start in range(0, len(r), group_size):
-        group = r[start:start + group_size]
-        mean = sum(group) / len(group)
-        var = sum((x - mean) ** 2 for x in group) / len(group)
-        std = math.sqrt(var)
-        for j, x in enumerate(group):
-            out[start + j] = (x - mean) / (std + eps) if scale == "std" else x - mean
-    return np.array(out)
-
-
-def ref_rloo(rewards, group_size):
-    r = [float(x) for x in rewards]
-    out = [0.0] * len(r)
-    for start in range(0, len(r), group_size):
-        group = r[start:start + group_size]
-        for j, x in enumerate(group):
-            if len(group) > 1:
-                others = [y for k, y in enumerate(group) if k != j]
-                out[start + j] = x - sum(others) / len(others)
-    return np.array(out)
-
-
-def ref_ifpo(rewards, behaviour, group_size, alpha=1.0, max_weight=None, scope="group", scale="std",
-             positive_only=False, eps=1e-6):
-    base = ref_grpo(rewards, group_size, scale, eps)
-    b = [int(x) for x in behaviour]
-    adv, weights = [], []
-    for i in range(len(b)):
-        if scope == "group":
-            start = (i // group_size) * group_size
-            members = b[start:start + group_size]
-        else:
-            members = b
-        n = sum(1 for x in members if x == b[i])
-        k = len(set(members))
-        w = (len(members) / (k * n)) ** alpha
-        if max_weight is not None:
-            w = min(w, max_weight)
-        if positive_only and not base[i] > 0:
-            w = 1.0
-        weights.append(w)
-        adv.append(w * base[i])
-    return np.array(adv), np.array(weights)
-
-
-def ref_policy_loss(lp, old, adv, mask, ref=None, clip_low=0.2, clip_high=0.2, dual_clip=None, kl_coef=0.0,
-                    kl_estimator="k1", agg="token_mean", norm_constant=None):
-    """Returns (num, den, metrics, d num / d lp)."""
-    B, T = lp.shape
-    per_tok = np.zeros((B, T))
-    dper_tok = np.zeros((B, T))  # d per-token loss / d lp
-    m = {k: 0.0 for k in ("token_count", "seq_count", "pg_loss_sum", "kl_sum", "ratio_sum", "ppo_kl_sum",
-                          "neg_logprob_sum", "advantage_sum", "clip_frac_sum", "clip_low_frac_sum",
-                          "clip_high_frac_sum", "dual_clip_frac_sum")}
-    for i in range(B):
-        a = float(adv[i])
-        row_tokens = 0.0
-        for t in range(T):
-            mk = float(mask[i, t])
-            if mk <= 0:
-                continue
-            row_tokens += mk
-            x, xo = float(lp[i, t]), float(old[i, t])
-            d = x - xo
-            d_c = min(max(d, -20.0), 20.0)
-            rho = math.exp(d_c)
-            drho = rho if -20.0 < d < 20.0 else 0.0
-            rho_c = min(max(rho, 1 - clip_low), 1 + clip_high)
-            unclipped, clipped = -a * rho, -a * rho_c
-            if clipped > unclipped:
-                pg, dpg = clipped, 0.0  # only reachable with rho outside the clip range
-            else:
-                pg, dpg = unclipped, -a * drho
-            dual = False
-            if dual_clip is not None and a < 0 and pg > -a * dual_clip:
-                pg, dpg, dual = -a * dual_clip, 0.0, True
-            kl, dkl = 0.0, 0.0
-            if ref is not None:
-                xr = float(ref[i, t])
-                if kl_estimator == "k1":
-                    kl, dkl = x - xr, 1.0
-                else:
-                    e = xr - x
-                    e_c = min(max(e, -20.0), 20.0)
-                    kl = math.exp(e_c) - e_c - 1.0
-                    dkl = -(math.exp(e_c) - 1.0) if -20.0 < e < 20.0 else 0.0
-            per_tok[i, t] = pg + kl_coef * kl
-            dper_tok[i, t] = dpg + kl_coef * dkl
-            m["token_count"] += mk
-            m["pg_loss_sum"] += mk * pg
-            m["kl_sum"] += mk * kl
-            m["ratio_sum"] += mk * rho
-            m["ppo_kl_sum"] += mk * (xo - x)
-            m["neg_logprob_sum"] += mk * -x
-            m["advantage_sum"] += mk * a
-            m["clip_frac_sum"] += mk * (clipped > unclipped)
-            m["clip_low_frac_sum"] += mk * (a < 0 and rho < 1 - clip_low)
-            m["clip_high_frac_sum"] += mk * (a > 0 and rho > 1 + clip_high)
-            m["dual_clip_frac_sum"] += mk * dual
-        if row_tokens > 0:
-            m["seq_count"] += 1
-    num, den = 0.0, 0.0
-    grad = np.zeros((B, T))
-    for i in range(B):
-        tokens = sum(float(mask[i, t]) for t in range(T) if mask[i, t] > 0)
-        if agg == "token_mean":
-            for t in range(T):
-                if mask[i, t] > 0:
-                    num += mask[i, t] * per_tok[i, t]
-                    grad[i, t] = mask[i, t] * dper_tok[i, t]
-            den += tokens
-        elif agg == "seq_mean_token_mean":
-            if tokens > 0:
-                for t in range(T):
-                    if mask[i, t] > 0:
-                        num += mask[i, t] * per_tok[i, t] / tokens
-                        grad[i, t] = mask[i, t] * dper_tok[i, t] / tokens
-                den += 1
-        else:
-            c = T if norm_constant is None else norm_constant
-            for t in range(T):
-                if mask[i, t] > 0:
-                    num += mask[i, t] * per_tok[i, t] / c
-                    grad[i, t] = mask[i, t] * dper_tok[i, t] / c
-            if tokens > 0:
-                den += 1
-    return num, den, m, grad
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -372,7 +236,7 @@ def test_advantage_validation():
         grpo_advantages(r, 4)
     with pytest.raises(ConfigError, match="group_size"):
         grpo_advantages(r, 0)
-    with pytest.raises(ConfigError, match="'std', 'none'"):
+    with pytest.raises(ConfigError, match="'std', 'batch', 'none'"):
         grpo_advantages(r, 3, scale="mad")
     with pytest.raises(ConfigError, match="'group', 'batch'"):
         ifpo_advantages(r, k, 3, scope="prompt")
@@ -555,9 +419,15 @@ def test_policy_loss_validation():
 def test_top_level_exports():
     import ascl_jax
 
-    from ascl_jax import grpo_advantages as g, ifpo_advantages as i, policy_loss as p, token_logprobs as t
+    from ascl_jax import (
+        grpo_advantages as g,
+        ifpo_advantages as i,
+        policy_loss as p,
+        rloo_advantages as r,
+        token_logprobs as t,
+    )
 
-    assert (g, i, p, t) == (grpo_advantages, ifpo_advantages, policy_loss, token_logprobs)
+    assert (g, i, p, r, t) == (grpo_advantages, ifpo_advantages, policy_loss, rloo_advantages, token_logprobs)
     assert ascl_jax.__version__
 
 

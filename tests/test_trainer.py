@@ -29,7 +29,14 @@ from ascl_jax.data.prompts import batch_prompts
 from ascl_jax.models.params import init_params
 from ascl_jax.models.registry import load_model
 from ascl_jax.rl import rewards as R
-from ascl_jax.rl.config import AdvantageConfig, LossConfig, OverlongConfig, RLConfig
+from ascl_jax.rl.config import (
+    AdvantageConfig,
+    CorrectionConfig,
+    DynamicSamplingConfig,
+    LossConfig,
+    OverlongConfig,
+    RLConfig,
+)
 from ascl_jax.rl.trainer import RLSettings, RLTrainer, TrainingStopped
 from ascl_jax.rollout.tool_loop import RolloutConfig
 from ascl_jax.training.checkpoint import Checkpointer, CheckpointError
@@ -502,3 +509,68 @@ def test_truncated_rows_masked_and_penalised_and_slots_logged(base):
         for key in ("prefill_seconds", "decode_seconds", "extend_seconds", "rollout_tokens_per_s"):
             assert line[key] >= 0.0
     assert lines[0]["slot_occupancy"] <= 1.0 and 0 < lines[1]["slot_occupancy"] <= 1.0
+
+
+# ------------------------------------------------------------------------------ verl / TRL options
+
+
+def test_correction_gspo_and_parity_options_run_and_log(base):
+    """TIS, MIS, GSPO and the parity options on a real step: the metrics appear and are finite; a
+    correction at a cap no weight reaches changes nothing (the weights are the identity up to the kernels'
+    difference, which stays below the cap)."""
+    s = settings(steps=2)
+    variants = {
+        "tis": dict(correction=CorrectionConfig(level="token", cap=2.0)),
+        "mis": dict(correction=CorrectionConfig(level="sequence", mode="mask", cap=2.0)),
+        "gspo": dict(loss=LossConfig(ratio_level="sequence", agg="seq_mean_token_mean", clip_low=3e-4,
+                                     clip_high=4e-4)),
+        "parity": dict(advantage=AdvantageConfig(estimator="grpo", std_ddof=1, eps=1e-4, scale="batch"),
+                       loss=LossConfig(agg="seq_mean_token_mean", seq_denominator="all", kl_coef=0.1,
+                                       kl_estimator="k3", kl_clamp=10.0)),
+        "consulted_ok": dict(advantage=AdvantageConfig(behaviour="consulted_ok")),
+    }
+    for name, opts in variants.items():
+        t = trainer(base, None, dataclasses.replace(s, rl=dataclasses.replace(s.rl, **opts)))
+        for _ in range(2):
+            line = t.train_step()
+            assert line["skipped"] == 0.0, name
+            assert all(np.isfinite(v) for v in line.values() if isinstance(v, float)), (name, line)
+        if name in ("tis", "mis"):
+            mode = opts["correction"].mode
+            for key in ("correction/weight_mean", "correction/weight_max", f"correction/{mode}_frac",
+                        f"correction/{mode}_seq_frac"):
+                assert key in line, (name, key)
+            # same program family on CPU float32: the sampler and the trainer agree to ~1e-5
+            assert line["correction/weight_max"] < 1.01 and line[f"correction/{mode}_frac"] == 0.0
+        if name == "gspo":
+            assert line["seq_ratio_mean"] > 0 and line["seq_ratio_abs_dev"] >= 0
+
+
+def test_dynamic_sampling_drops_flat_groups_and_draws_more(base):
+    """A reward that is flat for every group of the first draw makes the trainer draw again; the batch it
+    trains on keeps its size, and the metrics count the draws and groups."""
+    s = settings(steps=1)
+    s = dataclasses.replace(s, rl=dataclasses.replace(s.rl, dynamic_sampling=DynamicSamplingConfig(enabled=True,
+                                                                                                   max_draws=3)))
+    calls = []
+
+    def reward(trajs):
+        calls.append(trajs)
+        out = demo_reward()(trajs)
+        if len(calls) == 1:  # the first draw: every group flat
+            return dataclasses.replace(out, total=np.zeros_like(out.total))
+        return dataclasses.replace(out, total=np.arange(len(trajs), dtype=np.float32))
+
+    line = trainer(base, None, s, reward=reward).train_step()
+    assert line["dynamic/draws"] == 2 and len(calls) == 2
+    assert line["dynamic/groups_drawn"] == 4 and line["dynamic/groups_dropped"] == 2
+    assert line["dynamic/groups_filled"] == 0
+    # the second draw's prompts come from their own stream and its rows have ids after the first draw's
+    assert [t.prompt.id for t in calls[0]] != [t.prompt.id for t in calls[1]] or \
+        [t.tokens.tolist() for t in calls[0]] != [t.tokens.tolist() for t in calls[1]]
+
+    flat = dataclasses.replace(s, rl=dataclasses.replace(s.rl, dynamic_sampling=DynamicSamplingConfig(enabled=True,
+                                                                                                      max_draws=2)))
+    line = trainer(base, None, flat, reward=lambda trajs: dataclasses.replace(
+        demo_reward()(trajs), total=np.ones(len(trajs), np.float32))).train_step()
+    assert line["dynamic/draws"] == 2 and line["dynamic/groups_filled"] == 2 and line["update_tokens"] > 0

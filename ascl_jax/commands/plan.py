@@ -49,7 +49,6 @@ def run_plan(args: argparse.Namespace) -> int:
     from ascl_jax.bench.plan_suggest import suggest
     from ascl_jax.bench.topology import resolve_slice, slice_devices
     from ascl_jax.commands.train import resolve_config
-    from ascl_jax.models.registry import model_config
 
     start = time.perf_counter()
     tpu = resolve_slice(args.topology)

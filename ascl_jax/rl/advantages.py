@@ -28,9 +28,9 @@ __all__ = [
     "rloo_advantages",
 ]
 
-_SCALES = ("std", "none")
+_SCALES = ("std", "batch", "none")
 _SCOPES = ("group", "batch")
-BEHAVIOUR_KINDS = ("consulted", "num_calls", "category")
+BEHAVIOUR_KINDS = ("consulted", "consulted_ok", "num_calls", "category")
 
 
 def _check_choice(what: str, value, choices: tuple[str, ...]) -> None:
@@ -52,19 +52,25 @@ def _grouped(x: jax.Array, group_size, what: str) -> jax.Array:
     return x.reshape(x.shape[0] // group_size, group_size)
 
 
-def grpo_advantages(rewards: jax.Array, group_size: int, *, scale: str = "std", eps: float = 1e-6) -> jax.Array:
-    """Group-relative advantages Â_i = (r_i − mean_g(r)) / (std_g(r) + eps) (std with ddof 0).
+def grpo_advantages(rewards: jax.Array, group_size: int, *, scale: str = "std", eps: float = 1e-6,
+                    std_ddof: int = 0) -> jax.Array:
+    """Group-relative advantages Â_i = (r_i − mean_g(r)) / (σ + eps).
 
     Args:
       rewards: f32[B], groups of ``group_size`` contiguous rows.
       group_size: G, static.
-      scale: "std" (GRPO) or "none" (Dr.GRPO: Â_i = r_i − mean_g(r)).
-      eps: added to the std.
+      scale: "std": σ is the group's std (GRPO); "batch": σ is the std of all B rewards, the mean still the
+        group's (TRL ``scale_rewards="batch"``); "none": no division (Dr.GRPO: Â_i = r_i − mean_g(r)).
+      eps: added to σ (verl 1e-6, TRL 1e-4).
+      std_ddof: 0 (population std) or 1 (sample std, as torch.std in verl and TRL). With 1, a group (or
+        batch) of one row has no std: its advantage is 0 (verl would pass the raw reward through, TRL nan).
 
     Returns:
       f32[B]. A group of one row, or of equal rewards, gets exactly 0.
     """
     _check_choice("scale", scale, _SCALES)
+    if std_ddof not in (0, 1):
+        raise ConfigError(f"std_ddof={std_ddof!r} must be 0 (population std) or 1 (sample std, as verl and TRL)")
     r = _grouped(jnp.asarray(rewards, jnp.float32), group_size, "rewards")
     # Centre on the group's first reward before averaging: with equal rewards r - r_0 is exactly 0, so
     # the advantage is exactly 0 (a plain float32 mean of equal values can be off by one ulp, which
@@ -73,9 +79,19 @@ def grpo_advantages(rewards: jax.Array, group_size: int, *, scale: str = "std", 
     d = r - r[:, :1]
     centred = d - jnp.mean(d, axis=1, keepdims=True)
     if scale == "std":
-        std = jnp.sqrt(jnp.mean(centred * centred, axis=1, keepdims=True))
-        centred = centred / (std + eps)
+        centred = centred / (_std(centred, group_size, std_ddof, axis=1) + eps)
+    elif scale == "batch":
+        flat = r.reshape(-1) - r.reshape(-1)[0]
+        spread = flat - jnp.mean(flat)
+        centred = centred / (_std(spread, spread.shape[0], std_ddof, axis=0) + eps)
     return centred.reshape(-1)
+
+
+def _std(centred: jax.Array, n: int, ddof: int, axis: int) -> jax.Array:
+    """The std of already-centred values over `axis` (n of them), keepdims; 0 where n <= ddof."""
+    if n <= ddof:
+        return jnp.zeros_like(jnp.sum(centred, axis=axis, keepdims=True))
+    return jnp.sqrt(jnp.sum(centred * centred, axis=axis, keepdims=True) / (n - ddof))
 
 
 def rloo_advantages(rewards: jax.Array, group_size: int) -> jax.Array:
@@ -122,6 +138,7 @@ def ifpo_advantages(
     scale: str = "std",
     positive_only: bool = False,
     eps: float = 1e-6,
+    std_ddof: int = 0,
 ) -> tuple[jax.Array, jax.Array]:
     """Inverse Frequency Policy Optimization advantages (DESIGN §1, this project's definition).
 
@@ -141,10 +158,11 @@ def ifpo_advantages(
       alpha: exponent, >= 0.
       max_weight: optional cap on w_i (> 0).
       scope: "group" or "batch".
-      scale: "std" or "none", for Â (see ``grpo_advantages``).
+      scale: "std", "batch" or "none", for Â (see ``grpo_advantages``).
       positive_only: apply w only where Â_i > 0 (a rare behaviour's successes are amplified, not its
         failures); elsewhere the weight is 1.
       eps: added to the std.
+      std_ddof: 0 or 1, for Â (see ``grpo_advantages``).
 
     Returns:
       (advantages f32[B], weights f32[B]); ``weights`` are the ones actually applied, so advantages ==
@@ -155,7 +173,7 @@ def ifpo_advantages(
         raise ConfigError(f"alpha={alpha!r} must be >= 0 (0 is plain GRPO, 1 gives each behaviour an equal share)")
     if max_weight is not None and isinstance(max_weight, numbers.Real) and max_weight <= 0:
         raise ConfigError(f"max_weight={max_weight!r} must be > 0 (or None for no cap)")
-    base = grpo_advantages(rewards, group_size, scale=scale, eps=eps)
+    base = grpo_advantages(rewards, group_size, scale=scale, eps=eps, std_ddof=std_ddof)
     keys = jnp.asarray(behaviour)
     if keys.shape != base.shape:
         raise ValueError(f"behaviour has shape {keys.shape}, rewards {base.shape}: one key per row is needed")
@@ -180,17 +198,24 @@ def ifpo_advantages(
 
 
 def behaviour_keys(
-    num_tool_calls: jax.Array, rule_category_ids: jax.Array | None = None, kind: str = "consulted"
+    num_tool_calls: jax.Array,
+    rule_category_ids: jax.Array | None = None,
+    kind: str = "consulted",
+    num_successful_calls: jax.Array | None = None,
 ) -> jax.Array:
     """Behaviour key per rollout, for ``ifpo_advantages``.
 
     Args:
-      num_tool_calls: i32[B], how many times the rollout called ``consult_safety_rules``.
+      num_tool_calls: i32[B], how many times the rollout called ``consult_safety_rules``, malformed calls
+        (an error came back instead of rules) included.
       rule_category_ids: i32[B] or None, the rule category the rollout consulted (required for
         kind="category").
-      kind: "consulted" (default: 1 if it called the tool at least once, else 0), "num_calls" (the number
-        of calls itself), or "category" (the category id for rollouts that consulted; -1 for rollouts
-        that did not, so "did not consult" is its own behaviour).
+      kind: "consulted" (default: 1 if it called the tool at least once, even with a malformed call, else
+        0: the attempt is the behaviour), "consulted_ok" (1 if at least one call returned rules, as the
+        `consult_rate` metric counts, else 0), "num_calls" (the number of calls itself), or "category"
+        (the category id for rollouts that consulted; -1 for rollouts that did not, so "did not consult"
+        is its own behaviour).
+      num_successful_calls: i32[B] or None, the calls that returned rules (required for "consulted_ok").
 
     Returns:
       i32[B].
@@ -199,6 +224,10 @@ def behaviour_keys(
     calls = jnp.asarray(num_tool_calls).astype(jnp.int32)
     if kind == "consulted":
         return (calls > 0).astype(jnp.int32)
+    if kind == "consulted_ok":
+        if num_successful_calls is None:
+            raise ConfigError("behaviour kind 'consulted_ok' needs num_successful_calls (one count per rollout)")
+        return (jnp.asarray(num_successful_calls).astype(jnp.int32) > 0).astype(jnp.int32)
     if kind == "num_calls":
         return calls
     if rule_category_ids is None:
@@ -230,11 +259,11 @@ def _with_unit_weights(fn: Callable, name: str, allowed: tuple[str, ...], fixed:
     return estimator
 
 
-_IFPO_OPTIONS = ("alpha", "max_weight", "scope", "scale", "positive_only", "eps")
+_IFPO_OPTIONS = ("alpha", "max_weight", "scope", "scale", "positive_only", "eps", "std_ddof")
 
 
 def _ifpo_estimator(rewards, behaviour=None, group_size: int = 1, **options):
-    """'ifpo' advantages and weights; options: alpha, max_weight, scope, scale, positive_only, eps."""
+    """'ifpo' advantages and weights; options: alpha, max_weight, scope, scale, positive_only, eps, std_ddof."""
     unknown = sorted(set(options) - set(_IFPO_OPTIONS))
     if unknown:
         raise ConfigError(
@@ -246,7 +275,7 @@ def _ifpo_estimator(rewards, behaviour=None, group_size: int = 1, **options):
 
 
 ADVANTAGE_ESTIMATORS: dict[str, Callable] = {
-    "grpo": _with_unit_weights(grpo_advantages, "grpo", ("scale", "eps")),
+    "grpo": _with_unit_weights(grpo_advantages, "grpo", ("scale", "eps", "std_ddof")),
     "drgrpo": _with_unit_weights(grpo_advantages, "drgrpo", ("eps",), fixed={"scale": "none"}),
     "rloo": _with_unit_weights(rloo_advantages, "rloo", ()),
     "ifpo": _ifpo_estimator,

@@ -68,12 +68,13 @@ def rl_loss(model: nnx.Module, mb: dict[str, jax.Array], *, loss: LossConfig, te
     """The policy loss of one micro-batch as (numerator, denominator, metric sums); `remat` is the decoder's
     rematerialisation policy.
 
-    mb: tokens i32[b, W], loss_mask f32[b, W], old_logprobs f32[b, W], advantages f32[b], and
-    ref_logprobs f32[b, W] when loss.kl_coef > 0."""
+    mb: tokens i32[b, W], loss_mask f32[b, W], old_logprobs f32[b, W], advantages f32[b];
+    ref_logprobs f32[b, W] when loss.kl_coef > 0; is_weights f32[b, W] under a mismatch correction."""
     lp, _ = _shifted_logprobs(model, mb["tokens"], temperature, remat)
     return policy_loss(
         lp, mb["old_logprobs"], mb["advantages"], mb["loss_mask"],
         ref_logprobs=mb.get("ref_logprobs"), clip_low=loss.clip_low, clip_high=loss.clip_high,
         dual_clip=loss.dual_clip, kl_coef=loss.kl_coef, kl_estimator=loss.kl_estimator, agg=loss.agg,
-        norm_constant=loss.norm_constant,
+        norm_constant=loss.norm_constant, ratio_level=loss.ratio_level, kl_clamp=loss.kl_clamp,
+        seq_denominator=loss.seq_denominator, is_weights=mb.get("is_weights"),
     )

@@ -10,25 +10,33 @@ from ascl_jax.models.decoder import Remat
 
 # The options each registered estimator takes (see ascl_jax.rl.advantages.ADVANTAGE_ESTIMATORS).
 _ESTIMATOR_OPTIONS = {
-    "grpo": ("scale", "eps"),
+    "grpo": ("scale", "eps", "std_ddof"),
     "drgrpo": ("eps",),
     "rloo": (),
-    "ifpo": ("alpha", "max_weight", "scope", "scale", "positive_only", "eps"),
+    "ifpo": ("alpha", "max_weight", "scope", "scale", "positive_only", "eps", "std_ddof"),
 }
 
 
 @dataclass(frozen=True)
 class AdvantageConfig:
-    """`estimator` picks the registered function; the rest are IFPO's options (DESIGN §1)."""
+    """`estimator` picks the registered function; the rest are its options (DESIGN §1). behaviour: IFPO's
+    key (consulted: any call, malformed too; consulted_ok: a call that returned rules; num_calls;
+    category). scale: std (the group's), batch (the batch's std, TRL's scale_rewards="batch") or none;
+    std_ddof: 0, or 1 as verl and TRL; eps: added to the std (verl 1e-6, TRL 1e-4)."""
 
     estimator: Literal["grpo", "drgrpo", "rloo", "ifpo"] = "ifpo"
-    behaviour: Literal["consulted", "num_calls", "category"] = "consulted"
+    behaviour: Literal["consulted", "consulted_ok", "num_calls", "category"] = "consulted"
     alpha: float = 1.0
     max_weight: float | None = None
     scope: Literal["group", "batch"] = "group"
-    scale: Literal["std", "none"] = "std"
+    scale: Literal["std", "batch", "none"] = "std"
     positive_only: bool = False
     eps: float = 1e-6
+    std_ddof: int = 0
+
+    def __post_init__(self) -> None:
+        if self.std_ddof not in (0, 1):
+            raise ConfigError(f"rl.advantage.std_ddof must be 0 or 1, got {self.std_ddof}")
 
     def estimator_options(self) -> dict:
         return {k: getattr(self, k) for k in _ESTIMATOR_OPTIONS[self.estimator]}
@@ -36,13 +44,58 @@ class AdvantageConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
+    """The policy loss (`rl/loss.py`): PPO clip bounds, dual clip, KL penalty (kl_clamp: bound on the
+    per-token KL value, verl's 10 for k3), aggregation (seq_denominator: the sequence means over the rows
+    with a loss token, "active", or over all rows, "all", as verl and TRL), and ratio_level: "token"
+    (GRPO) or "sequence" (GSPO)."""
+
     clip_low: float = 0.2
     clip_high: float = 0.2
     dual_clip: float | None = None
     kl_coef: float = 0.0  # 0: no reference model is kept
     kl_estimator: Literal["k1", "k3"] = "k1"
+    kl_clamp: float | None = None
     agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = "token_mean"
     norm_constant: float | None = None
+    seq_denominator: Literal["active", "all"] = "active"
+    ratio_level: Literal["token", "sequence"] = "token"
+
+    def __post_init__(self) -> None:
+        if self.kl_clamp is not None and self.kl_clamp <= 0:
+            raise ConfigError(f"rl.loss.kl_clamp must be > 0 (verl: 10) or null, got {self.kl_clamp}")
+
+
+@dataclass(frozen=True)
+class CorrectionConfig:
+    """Sampler/trainer mismatch correction (`rl/correction.py`). level: none | token | sequence |
+    geometric; mode: truncate (TIS) | mask (MIS); cap: the weight's upper bound C (verl 2.0, TRL 3.0);
+    floor: mask mode's lower bound (null: 1/cap)."""
+
+    level: Literal["none", "token", "sequence", "geometric"] = "none"
+    mode: Literal["truncate", "mask"] = "truncate"
+    cap: float = 2.0
+    floor: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.cap > 0:
+            raise ConfigError(f"rl.correction.cap must be > 0, got {self.cap}")
+        if self.floor is not None and not 0 <= self.floor < self.cap:
+            raise ConfigError(f"rl.correction.floor must be in [0, cap={self.cap}), got {self.floor}")
+
+
+@dataclass(frozen=True)
+class DynamicSamplingConfig:
+    """DAPO's dynamic sampling: groups whose rollouts all got the same reward give no gradient; they are
+    dropped and more prompts drawn until rl.prompts_per_step groups with a spread are in hand, at most
+    max_draws rollout batches a step (the first included). Short after max_draws, the batch is filled up
+    with dropped groups (no gradient, the shapes stay fixed)."""
+
+    enabled: bool = False
+    max_draws: int = 4
+
+    def __post_init__(self) -> None:
+        if self.max_draws < 1:
+            raise ConfigError(f"rl.dynamic_sampling.max_draws must be >= 1, got {self.max_draws}")
 
 
 @dataclass(frozen=True)
@@ -69,7 +122,8 @@ class RLConfig:
     dots_saveable | dots_with_no_batch_dims_saveable: less memory, more compute; `ascl plan` shows which fits);
     mask_truncated: rows that hit the token budget (stop reason length) are left out of the loss (DAPO's
     over-long filtering; they still count in their group's advantage baseline); overlong: DAPO's soft
-    over-long reward penalty."""
+    over-long reward penalty; correction: sampler/trainer mismatch correction (TIS / MIS);
+    dynamic_sampling: DAPO's group filtering."""
 
     steps: int = 20
     prompts_per_step: int = 8
@@ -81,6 +135,8 @@ class RLConfig:
     remat: Remat = "none"
     mask_truncated: bool = False
     overlong: OverlongConfig = field(default_factory=OverlongConfig)
+    correction: CorrectionConfig = field(default_factory=CorrectionConfig)
+    dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
 
     def __post_init__(self) -> None:
         for name in ("prompts_per_step", "epochs", "micro_batches", "max_consecutive_skips"):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from ascl_jax.errors import ConfigError
 
-__all__ = ["KL_ESTIMATORS", "LOSS_AGGREGATIONS", "policy_loss", "token_logprobs"]
+__all__ = ["KL_ESTIMATORS", "LOSS_AGGREGATIONS", "RATIO_LEVELS", "SEQ_DENOMINATORS", "policy_loss", "token_logprobs"]
 
 _LOG_RATIO_CLIP = 20.0  # exp(±20) stays finite in float32; a larger step is meaningless anyway
 
@@ -52,30 +52,37 @@ def token_logprobs(logits: jax.Array, targets: jax.Array, *, temperature: float 
     return (picked - mx) - jnp.log(jnp.sum(jnp.exp(x - mx[..., None]), axis=-1))
 
 
-# --- aggregations: (per-token loss [B, T], mask [B, T], norm_constant) -> (numerator, denominator) ----------
+# --- aggregations: (per-token loss [B, T], mask [B, T], norm_constant, all_rows) -> (numerator, denominator) -
+# all_rows: the sequence means divide by every row of the batch, rows without a loss token included (verl's
+# and TRL's convention), instead of by the rows that have one.
 
 
-def _token_mean(loss, mask, norm_constant):
-    del norm_constant
+def _rows(mask, all_rows):
+    if all_rows:
+        return jnp.float32(mask.shape[0])
+    return jnp.sum((jnp.sum(mask, axis=1) > 0).astype(jnp.float32))
+
+
+def _token_mean(loss, mask, norm_constant, all_rows):
+    del norm_constant, all_rows
     return jnp.sum(mask * loss), jnp.sum(mask)
 
 
-def _seq_mean_token_mean(loss, mask, norm_constant):
+def _seq_mean_token_mean(loss, mask, norm_constant, all_rows):
     del norm_constant
     tokens = jnp.sum(mask, axis=1)
     has = tokens > 0
     per_seq = jnp.sum(mask * loss, axis=1) / jnp.where(has, tokens, 1.0)
-    return jnp.sum(jnp.where(has, per_seq, 0.0)), jnp.sum(has.astype(jnp.float32))
+    return jnp.sum(jnp.where(has, per_seq, 0.0)), _rows(mask, all_rows)
 
 
-def _seq_mean_token_sum_norm(loss, mask, norm_constant):
+def _seq_mean_token_sum_norm(loss, mask, norm_constant, all_rows):
     # Dr.GRPO: each sequence's token sum over a constant that does not depend on its length (default: the
     # padded length T; pass the max response length explicitly when micro-batches are padded to
     # different lengths, or the split would change the loss). Sequences without any loss token are not
-    # counted, so rows that only pad the batch out to the device count change nothing.
+    # counted (unless all_rows), so rows that only pad the batch out to the device count change nothing.
     c = loss.shape[1] if norm_constant is None else norm_constant
-    has = jnp.sum(mask, axis=1) > 0
-    return jnp.sum(mask * loss) / c, jnp.sum(has.astype(jnp.float32))
+    return jnp.sum(mask * loss) / c, _rows(mask, all_rows)
 
 
 LOSS_AGGREGATIONS: dict[str, Callable] = {
@@ -83,6 +90,8 @@ LOSS_AGGREGATIONS: dict[str, Callable] = {
     "seq_mean_token_mean": _seq_mean_token_mean,
     "seq_mean_token_sum_norm": _seq_mean_token_sum_norm,
 }
+SEQ_DENOMINATORS = ("active", "all")
+RATIO_LEVELS = ("token", "sequence")
 
 
 def _kl_k1(logprobs, ref_logprobs):
@@ -117,18 +126,30 @@ def policy_loss(
     kl_estimator: str = "k1",
     agg: str = "token_mean",
     norm_constant: float | None = None,
+    ratio_level: str = "token",
+    kl_clamp: float | None = None,
+    seq_denominator: str = "active",
+    is_weights: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
     """PPO-clip policy loss with optional dual clip and KL penalty, as a (numerator, denominator) pair.
 
-    Per loss token (ℓ = logprobs, ℓ_old = old_logprobs, A = the row's advantage):
-        ρ = exp(clip(ℓ − ℓ_old, −20, 20))
+    Per loss token (ℓ = logprobs, ℓ_old = old_logprobs, A = the row's advantage, m = loss_mask):
+        token ratio:    ρ_t = exp(clip(ℓ_t − ℓ_old,t, −20, 20))
+        sequence ratio (GSPO, Zheng et al. 2025; verl's gspo loss, TRL importance_sampling_level="sequence"):
+                        s = exp(Σ_t m·(ℓ − ℓ_old) / Σ_t m), and per token ρ_t = exp(clip(ℓ_t − sg(ℓ_t) + sg(log s),
+                        −20, 20)): every token's ratio is the sequence's, its gradient s·∇ℓ_t (GSPO-token)
         L = max(−A·ρ, −A·clip(ρ, 1 − clip_low, 1 + clip_high))
         dual clip c > 1 (as verl / tunix): for A < 0, L = min(L, −A·c)
-        KL: k1 = ℓ − ℓ_ref, or k3 = exp(d) − d − 1 with d = clip(ℓ_ref − ℓ, −20, 20); L += kl_coef · KL
-    Aggregation over the mask m (S = rows with at least one loss token):
+        mismatch correction: L ← w·L with the given (detached) importance weights w (see rl/correction.py)
+        KL: k1 = ℓ − ℓ_ref, or k3 = exp(d) − d − 1 with d = clip(ℓ_ref − ℓ, −20, 20), then optionally
+            clipped to [−kl_clamp, kl_clamp] (verl clamps k3 at 10); L += kl_coef · KL
+    Aggregation over the mask m (S = rows with at least one loss token, or all B rows when seq_denominator
+    is "all", as verl and TRL count):
         token_mean:              num = Σ m·L,                          den = Σ m
         seq_mean_token_mean:     num = Σ_{i∈S} Σ_t m·L / Σ_t m,        den = |S|
         seq_mean_token_sum_norm: num = Σ m·L / norm_constant (def. T), den = |S|   (Dr.GRPO)
+    GSPO's paper aggregates with seq_mean_token_mean (verl forces it); with token_mean the ratio is still
+    the sequence's but longer rows weigh more.
 
     Args:
       logprobs: f32[B, T] under the policy being trained (differentiated).
@@ -143,14 +164,26 @@ def policy_loss(
       kl_estimator: "k1" or "k3".
       agg: one of LOSS_AGGREGATIONS.
       norm_constant: the Dr.GRPO constant for "seq_mean_token_sum_norm" (ignored otherwise).
+      ratio_level: "token" (PPO, GRPO) or "sequence" (GSPO).
+      kl_clamp: bound on |KL| per token (> 0), or None.
+      seq_denominator: "active" (rows with a loss token) or "all" (every row), for the sequence means.
+      is_weights: f32[B, T] >= 0, the sampler-mismatch importance weights (no gradient), or None.
 
     Returns:
       (numerator f32[], denominator f32[], metrics) where metrics are sums and counts that add across
       micro-batches: token_count, seq_count, pg_loss_sum, kl_sum, ratio_sum, ppo_kl_sum (Σ ℓ_old − ℓ),
       neg_logprob_sum, advantage_sum, clip_frac_sum (clipped term active), clip_low_frac_sum (A < 0,
-      ρ < 1 − ε_low), clip_high_frac_sum (A > 0, ρ > 1 + ε_high), dual_clip_frac_sum. Divide a *_sum by
-      the summed token_count for a mean.
+      ρ < 1 − ε_low), clip_high_frac_sum (A > 0, ρ > 1 + ε_high), dual_clip_frac_sum, and
+      seq_ratio_sum / seq_ratio_dev_sum (Σ over rows with a loss token of s and of |s − 1|; divide by
+      seq_count). Divide a token *_sum by the summed token_count for a mean.
     """
+    if ratio_level not in RATIO_LEVELS:
+        raise ConfigError(f"ratio_level={ratio_level!r} is not valid; choose one of {', '.join(map(repr, RATIO_LEVELS))}")
+    if seq_denominator not in SEQ_DENOMINATORS:
+        raise ConfigError(f"seq_denominator={seq_denominator!r} is not valid; choose one of "
+                          f"{', '.join(map(repr, SEQ_DENOMINATORS))}")
+    if kl_clamp is not None and isinstance(kl_clamp, numbers.Real) and kl_clamp <= 0:
+        raise ConfigError(f"kl_clamp={kl_clamp!r} must be > 0 (verl uses 10), or None for no clamp")
     if kl_estimator not in KL_ESTIMATORS:
         raise ConfigError(f"kl_estimator={kl_estimator!r} is not valid; choose one of {', '.join(map(repr, KL_ESTIMATORS))}")
     if agg not in LOSS_AGGREGATIONS:
@@ -168,7 +201,8 @@ def policy_loss(
     logprobs = jnp.asarray(logprobs, jnp.float32)
     if logprobs.ndim != 2:
         raise ValueError(f"logprobs must be [B, T], got shape {logprobs.shape}")
-    for name, x in (("old_logprobs", old_logprobs), ("loss_mask", loss_mask), ("ref_logprobs", ref_logprobs)):
+    for name, x in (("old_logprobs", old_logprobs), ("loss_mask", loss_mask), ("ref_logprobs", ref_logprobs),
+                    ("is_weights", is_weights)):
         if x is not None and jnp.shape(x) != logprobs.shape:
             raise ValueError(f"{name} has shape {jnp.shape(x)}, logprobs {logprobs.shape}: they must match")
     adv = jnp.asarray(advantages, jnp.float32)
@@ -184,7 +218,14 @@ def policy_loss(
     lp = jnp.where(on, logprobs, 0.0)
     old = jax.lax.stop_gradient(jnp.where(on, jnp.asarray(old_logprobs, jnp.float32), 0.0))
 
-    log_ratio = jnp.clip(lp - old, -_LOG_RATIO_CLIP, _LOG_RATIO_CLIP)
+    sg = jax.lax.stop_gradient
+    tokens = jnp.sum(mask, axis=1)
+    has = tokens > 0
+    seq_log_ratio = sg(jnp.sum(mask * (lp - old), axis=1) / jnp.where(has, tokens, 1.0))
+    if ratio_level == "sequence":
+        log_ratio = jnp.clip(lp - sg(lp) + seq_log_ratio[:, None], -_LOG_RATIO_CLIP, _LOG_RATIO_CLIP)
+    else:
+        log_ratio = jnp.clip(lp - old, -_LOG_RATIO_CLIP, _LOG_RATIO_CLIP)
     ratio = jnp.exp(log_ratio)
     unclipped = -adv * ratio
     clipped = -adv * jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)
@@ -195,25 +236,28 @@ def policy_loss(
         pg = jnp.where(adv < 0, jnp.minimum(pg, bound), pg)
     else:
         dual_active = jnp.zeros(pg.shape, bool)
+    if is_weights is not None:
+        pg = pg * sg(jnp.where(on, jnp.asarray(is_weights, jnp.float32), 0.0))
 
     if ref_logprobs is not None:
-        ref = jax.lax.stop_gradient(jnp.where(on, jnp.asarray(ref_logprobs, jnp.float32), 0.0))
+        ref = sg(jnp.where(on, jnp.asarray(ref_logprobs, jnp.float32), 0.0))
         kl = KL_ESTIMATORS[kl_estimator](lp, ref)
+        if kl_clamp is not None:
+            kl = jnp.clip(kl, -kl_clamp, kl_clamp)
     else:
         kl = jnp.zeros_like(pg)
     per_token = pg if _is_zero(kl_coef) else pg + kl_coef * kl
 
-    numerator, denominator = LOSS_AGGREGATIONS[agg](per_token, mask, norm_constant)
-
-    sg = jax.lax.stop_gradient
+    numerator, denominator = LOSS_AGGREGATIONS[agg](per_token, mask, norm_constant, seq_denominator == "all")
 
     def msum(x):
         return sg(jnp.sum(mask * x))
 
     adv_b = jnp.broadcast_to(adv, pg.shape)
+    seq_ratio = jnp.exp(jnp.clip(seq_log_ratio, -_LOG_RATIO_CLIP, _LOG_RATIO_CLIP))
     metrics = {
         "token_count": sg(jnp.sum(mask)),
-        "seq_count": sg(jnp.sum(jnp.any(on, axis=1).astype(jnp.float32))),
+        "seq_count": sg(jnp.sum(has.astype(jnp.float32))),
         "pg_loss_sum": msum(pg),
         "kl_sum": msum(kl),
         "ratio_sum": msum(ratio),
@@ -224,5 +268,7 @@ def policy_loss(
         "clip_low_frac_sum": msum(((adv_b < 0) & (ratio < 1.0 - clip_low)).astype(jnp.float32)),
         "clip_high_frac_sum": msum(((adv_b > 0) & (ratio > 1.0 + clip_high)).astype(jnp.float32)),
         "dual_clip_frac_sum": msum(dual_active.astype(jnp.float32)),
+        "seq_ratio_sum": sg(jnp.sum(jnp.where(has, seq_ratio, 0.0))),
+        "seq_ratio_dev_sum": sg(jnp.sum(jnp.where(has, jnp.abs(seq_ratio - 1.0), 0.0))),
     }
     return numerator, denominator, metrics

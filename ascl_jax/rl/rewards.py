@@ -277,6 +277,15 @@ class RewardBatch:
     masks: dict[str, np.ndarray]
     verdicts: list[Verdict | None]
 
+    @classmethod
+    def joined(cls, batches: Sequence[RewardBatch], rows: np.ndarray) -> RewardBatch:
+        """The given `rows` of the batches laid end to end (dynamic sampling's pick from several draws)."""
+        cat = lambda get: np.concatenate([get(b) for b in batches])[rows]  # noqa: E731
+        verdicts = [v for b in batches for v in b.verdicts]
+        return cls(total=cat(lambda b: b.total), values={k: cat(lambda b: b.values[k]) for k in batches[0].values},
+                   masks={k: cat(lambda b: b.masks[k]) for k in batches[0].masks},
+                   verdicts=[verdicts[i] for i in rows])
+
     def metrics(self, prefix: str = "reward/") -> dict[str, float]:
         """Per-term means over the rows where each applies (terms that apply nowhere are left out), the
         fraction of rows where each applies, and the mean total."""

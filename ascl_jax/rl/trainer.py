@@ -29,11 +29,13 @@ from ascl_jax.parallel.sharding import batch_sharding
 from ascl_jax.rl.advantages import behaviour_keys, get_advantage_estimator
 from ascl_jax.rl.batch import pack, rl_loss, sequence_logprobs
 from ascl_jax.rl.config import LossConfig, RLConfig
+from ascl_jax.rl.correction import mismatch_weights
+from ascl_jax.rl.dynamic_sampling import groups_with_spread, select_groups
 from ascl_jax.rl.overlong import overlong_penalty, truncated_loss_mask
 from ascl_jax.rl.refusal import RefusalDetector
-from ascl_jax.rl.rewards import RewardFunction
+from ascl_jax.rl.rewards import RewardBatch, RewardFunction
 from ascl_jax.rollout.layout import for_rollout
-from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
+from ascl_jax.rollout.tool_loop import Rollout, RolloutConfig, run_rollout
 from ascl_jax.rollout.trajectory import Prompt, Trajectory
 from ascl_jax.rules.tool import ConsultSafetyRulesTool
 from ascl_jax.training.checkpoint import Checkpointer, model_record, restore_newest
@@ -93,6 +95,9 @@ class RLTrainer:
         self.step_offset = step_offset
         rl = settings.rl
         self.batches = prompt_batches(len(self.prompts), rl.prompts_per_step, settings.seed)
+        # Dynamic sampling's further draws come from a stream of their own, so the first draw of every step
+        # is the prompt batch that a run without it would see.
+        self.extra_batches = prompt_batches(len(self.prompts), rl.prompts_per_step, settings.seed + 1)
         self.tx = make_optimizer(settings.optimizer)
         self.lr_schedule = learning_rate_schedule(settings.optimizer)
         # With LoRA adapters only they are trained (and optimised and checkpointed); the base stays frozen.
@@ -153,30 +158,46 @@ class RLTrainer:
     def train_step(self) -> dict[str, Any]:
         s = self.settings
         g = s.rollout.group_size
+        dyn = s.rl.dynamic_sampling
         t0 = time.perf_counter()
-        prompts = batch_prompts(self.prompts, self.batches, self.step)
-        tools = [self.tool_for(p) for p in prompts]
         policy, reshard_seconds = for_rollout(self.current_model(), s.rollout.layout)
-        rollout = run_rollout(policy, self.fmt, tools, prompts, s.rollout, seed=rollout_seed(s.seed, self.step))
+        draws: list[_Draw] = []
+        have = 0
+        for k in range(dyn.max_draws if dyn.enabled else 1):
+            draws.append(self._draw(policy, k))
+            have += int(groups_with_spread(draws[-1].total, g).sum())
+            if have >= s.rl.prompts_per_step:
+                break
         del policy  # the rollout layout's copy of the weights, if any, is freed before the update
-        trajs = rollout.trajectories
-        t1 = time.perf_counter()
-        rewards = self.reward_fn(trajs)
-        over = s.rl.overlong
-        generated = np.array([len(t.tokens) - t.prompt_len for t in trajs])
-        penalty = overlong_penalty(generated, s.rollout.max_new_tokens, over.buffer, over.penalty)
-        total = np.asarray(rewards.total, np.float32) + penalty
+        if dyn.enabled:
+            pick = select_groups([d.total for d in draws], g, s.rl.prompts_per_step)
+            rows = pick.rows
+        else:
+            rows = np.arange(len(draws[0].trajs))
+        every = [t for d in draws for t in d.trajs]
+        trajs = [every[i] for i in rows]
+        rewards = RewardBatch.joined([d.rewards for d in draws], rows)
+        total = np.concatenate([d.total for d in draws])[rows]
+        penalty = np.concatenate([d.penalty for d in draws])[rows]
         t2 = time.perf_counter()
         metrics = self._rollout_metrics(trajs, rewards)
-        st = rollout.stats
-        metrics.update(rollout_seconds=rollout.device_seconds, tool_seconds=rollout.tool_seconds,
-                       reward_seconds=t2 - t1, prefill_seconds=st.prefill_seconds, decode_seconds=st.decode_seconds,
-                       extend_seconds=st.extend_seconds, reshard_seconds=reshard_seconds,
-                       slot_occupancy=st.occupancy,
-                       rollout_tokens_per_s=float(generated.sum()) / max(t1 - t0, 1e-9),
+        stats = [d.rollout.stats for d in draws]
+        generated = sum(d.generated for d in draws)
+        rollout_wall = sum(d.rollout_wall for d in draws)
+        metrics.update(rollout_seconds=sum(d.rollout.device_seconds for d in draws),
+                       tool_seconds=sum(d.rollout.tool_seconds for d in draws),
+                       reward_seconds=sum(d.reward_seconds for d in draws),
+                       prefill_seconds=sum(st.prefill_seconds for st in stats),
+                       decode_seconds=sum(st.decode_seconds for st in stats),
+                       extend_seconds=sum(st.extend_seconds for st in stats), reshard_seconds=reshard_seconds,
+                       slot_occupancy=_mean([st.occupancy for st in stats]),
+                       rollout_tokens_per_s=generated / max(rollout_wall, 1e-9),
                        truncated_fraction=_mean([t.truncated for t in trajs]))
-        if over.buffer:
+        if s.rl.overlong.buffer:
             metrics["overlong_penalty_mean"] = float(penalty.mean())
+        if dyn.enabled:
+            metrics.update({"dynamic/draws": len(draws), "dynamic/groups_drawn": pick.drawn,
+                            "dynamic/groups_dropped": pick.dropped, "dynamic/groups_filled": pick.filled})
 
         if not np.all(np.isfinite(total)):
             bad = [trajs[i].prompt.id for i in np.nonzero(~np.isfinite(total))[0]]
@@ -189,6 +210,30 @@ class RLTrainer:
         if self.metrics is not None:
             self.metrics.write(self.step + self.step_offset, metrics)
         return metrics
+
+    def _draw(self, policy: LoadedModel, k: int) -> _Draw:
+        """Rollout batch k of this step (k > 0 only under dynamic sampling: prompts from a second stream,
+        row ids after the earlier draws'), with its rewards; the total includes the over-long penalty."""
+        s = self.settings
+        t0 = time.perf_counter()
+        if k == 0:
+            prompts = batch_prompts(self.prompts, self.batches, self.step)
+        else:
+            per_step = s.rl.dynamic_sampling.max_draws - 1
+            prompts = batch_prompts(self.prompts, self.extra_batches, self.step * per_step + k - 1)
+        tools = [self.tool_for(p) for p in prompts]
+        rows = len(prompts) * s.rollout.group_size
+        rollout = run_rollout(policy, self.fmt, tools, prompts, s.rollout, seed=rollout_seed(s.seed, self.step),
+                              row_offset=k * rows)
+        trajs = rollout.trajectories
+        t1 = time.perf_counter()
+        rewards = self.reward_fn(trajs)
+        over = s.rl.overlong
+        generated = np.array([len(t.tokens) - t.prompt_len for t in trajs])
+        penalty = overlong_penalty(generated, s.rollout.max_new_tokens, over.buffer, over.penalty)
+        total = np.asarray(rewards.total, np.float32) + penalty
+        return _Draw(trajs=trajs, rollout=rollout, rewards=rewards, total=total, penalty=penalty,
+                     generated=int(generated.sum()), rollout_wall=t1 - t0, reward_seconds=time.perf_counter() - t1)
 
     def _skip(self, why: str) -> dict[str, Any]:
         self.consecutive_skips += 1
@@ -206,6 +251,7 @@ class RLTrainer:
             jnp.asarray([t.num_tool_calls for t in trajs], jnp.int32),
             jnp.asarray([_category_id(t) for t in trajs], jnp.int32),
             kind=rl.advantage.behaviour,
+            num_successful_calls=jnp.asarray([sum(x.error is None for x in t.tool_turns) for t in trajs], jnp.int32),
         )
         adv, weights = self.estimator(jnp.asarray(total, jnp.float32), behaviour, g, **rl.advantage.estimator_options())
         host = pack(trajs, model.config.pad_token_id or 0)
@@ -222,6 +268,11 @@ class RLTrainer:
                                                 num_micro=rl.micro_batches)
             batch = {"tokens": tokens, "loss_mask": put(host["loss_mask"]), "old_logprobs": old_lp,
                      "advantages": put(np.asarray(adv))}
+            corr, is_sums = rl.correction, {}
+            if corr.level != "none":
+                batch["is_weights"], batch["loss_mask"], is_sums = _mismatch_weights(
+                    old_lp, put(host["sampler_logprobs"]), batch["loss_mask"], level=corr.level, mode=corr.mode,
+                    cap=corr.cap, floor=corr.floor)
             if self.ref_params is not None:
                 batch["ref_logprobs"], _ = sequence_logprobs(model.graphdef, join(self.ref_params, self.frozen), tokens,
                                                              temperature=self.temperature, num_micro=rl.micro_batches)
@@ -255,6 +306,17 @@ class RLTrainer:
         }
         if rl.mask_truncated:
             res["truncated_rows_masked"] = masked
+        if rl.loss.ratio_level == "sequence":
+            seqs = max(float(out["seq_count"]), 1.0)
+            res["seq_ratio_mean"] = float(out["seq_ratio_sum"]) / seqs
+            res["seq_ratio_abs_dev"] = float(out["seq_ratio_dev_sum"]) / seqs
+        if rl.correction.level != "none":
+            n, rows = max(float(is_sums["is_token_count"]), 1.0), max(float(is_sums["is_seq_count"]), 1.0)
+            res.update({"correction/weight_mean": float(is_sums["is_weight_sum"]) / n,
+                        "correction/weight_max": float(is_sums["is_weight_max"]),
+                        "correction/weight_min": float(is_sums["is_weight_min"]),
+                        f"correction/{rl.correction.mode}_frac": float(is_sums["is_bounded_sum"]) / n,
+                        f"correction/{rl.correction.mode}_seq_frac": float(is_sums["is_bounded_seq_sum"]) / rows})
         if skipped:
             res.update(self._skip(f"non-finite loss or gradients (loss={res['loss']}, grad_norm={res['grad_norm']})"))
         else:
@@ -288,6 +350,20 @@ class RLTrainer:
         return m
 
 
+@dataclass(frozen=True)
+class _Draw:
+    """One rollout batch of a step and its rewards (`total` f32[B] with the over-long `penalty`)."""
+
+    trajs: list[Trajectory]
+    rollout: Rollout
+    rewards: RewardBatch
+    total: np.ndarray
+    penalty: np.ndarray
+    generated: int
+    rollout_wall: float
+    reward_seconds: float
+
+
 def _category_id(t: Trajectory) -> int:
     """A stable id of the first rule category the rollout consulted (-1 if none): IFPO's `category` key."""
     for turn in t.tool_turns:
@@ -306,6 +382,9 @@ def _stable_id(text: str) -> int:
 def _mean(x) -> float | None:
     x = np.asarray(x, np.float64)
     return float(x.mean()) if x.size else None
+
+
+_mismatch_weights = jax.jit(mismatch_weights, static_argnames=("level", "mode", "cap", "floor"))
 
 
 @functools.lru_cache(maxsize=None)
