@@ -375,8 +375,8 @@ def test_bad_conversations_are_user_errors(qwen3):
 
 
 def test_chat_format_construction(qwen3):
-    with pytest.raises(ConfigError, match="qwen3, qwen2_5, chatml, chatml_compact"):
-        chat_format("llama3")
+    with pytest.raises(ConfigError, match="qwen3, qwen2_5, chatml, chatml_compact, llama3, deepseek_r1"):
+        chat_format("mistral")
     with pytest.raises(ConfigError, match="needs the model's tokenizer"):
         chat_format("chatml")
     with pytest.raises(dataclasses.FrozenInstanceError):

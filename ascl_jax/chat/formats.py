@@ -13,6 +13,10 @@ work is done by the module functions below (`render`, `encode_conversation`, `pr
 All three use `<|im_start|>role\\n...<|im_end|>\\n` turns; tool results go back as a user turn of
 `<tool_response>\\n...\\n</tool_response>` blocks.
 
+- `llama3` and `deepseek_r1`: Llama 3.1-3.3 Instruct and DeepSeek-R1-Distill, with their published templates;
+  their turn markup, end tokens and call syntax are described in `ascl_jax.chat.families`, which holds
+  every family's fixed facts (`FamilySpec`); the calls are written and read by `ascl_jax.chat.call_syntax`.
+
 **Token in, token out.** During a rollout the prompt is `prompt_tokens(messages, tools)`; the model samples
 its turn; if the turn ended with a tool call, the host appends `tool_turn_delta(responses)` (end of the
 assistant turn, the tool turn, the opening of the next assistant turn) and the model continues from the
@@ -74,22 +78,18 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from ascl_jax.chat.call_syntax import call_text, parse_calls, strip_calls, tools_system_text
+from ascl_jax.chat.families import FAMILIES, FAMILY_SPECS, FamilySpec
 from ascl_jax.chat.toolcall import (
-    after_reasoning,
     THINK_END,
-    TOOL_CALL_END,
     ParsedCall,
     ToolCallConfig,
     normalize_tools,
-    parse_tool_calls,
     reasoning_spans,
 )
 from ascl_jax.errors import ChatError, ConfigError
 
-FAMILIES = ("qwen3", "qwen2_5", "chatml", "chatml_compact")
-_TEMPLATE_NAMES = {"qwen3": "qwen3", "qwen2_5": "qwen2_5", "chatml": "chatml_tools", "chatml_compact": "chatml_compact"}
 ROLES = ("system", "user", "assistant", "tool")
-ASSISTANT_HEADER = "<|im_start|>assistant\n"
 _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
 
 Message = Mapping[str, Any]
@@ -208,7 +208,7 @@ def _guard_value(value: Any, guard) -> Any:
 class ChatFormat:
     """One model family's chat format: a tokenizer and a chat template (build it with `chat_format`).
 
-    family: "qwen3", "qwen2_5" or "chatml".
+    family: one of `FAMILIES` (see `ascl_jax.chat.families`).
     tokenizer: a Hugging Face fast tokenizer (treated as read-only).
     template: the Jinja chat template text.
     enable_thinking: Qwen3 only; False makes the generation prompt close an empty reasoning block.
@@ -224,13 +224,22 @@ class ChatFormat:
         if self.family not in FAMILIES:
             raise ConfigError(f"Unknown chat format {self.family!r}; choose one of: {', '.join(FAMILIES)}.")
         codec = _codec_for(self.tokenizer)
-        for needed in ("<|im_start|>", "<|im_end|>"):
+        for needed in FAMILY_SPECS[self.family].required_tokens:
             if needed not in codec.added:
                 raise ConfigError(
                     f"The {self.family} chat format needs {needed} as a single token, but this tokenizer does not "
                     "have it; pass the model's own tokenizer."
                 )
         object.__setattr__(self, "_codec", codec)
+
+    @property
+    def spec(self) -> FamilySpec:
+        return FAMILY_SPECS[self.family]
+
+    @property
+    def call_ends_turn(self) -> bool:
+        """A call is a whole turn that ends with an end token (Llama 3), not at a call-end marker."""
+        return self.spec.call_ends_turn
 
     # -- rendering and tokenization (see the module functions of the same names)
 
@@ -257,8 +266,12 @@ class ChatFormat:
     def final_answer(self, text: str) -> str:
         return final_answer(self, text)
 
-    def assistant_message(self, sampled_text: str) -> dict:
-        return assistant_message(self, sampled_text)
+    def assistant_message(self, sampled_text: str, after_tool: bool = False) -> dict:
+        return assistant_message(self, sampled_text, after_tool)
+
+    def call_text(self, name: str, arguments: Mapping[str, Any]) -> str:
+        """The text this family's model writes to call `name` (as its template renders a call)."""
+        return call_text(self.spec.call_syntax, name, arguments)
 
     def parse_tool_calls(
         self, text: str, tools: Tools = None, config: ToolCallConfig | None = None
@@ -273,9 +286,10 @@ class ChatFormat:
 
     @functools.cached_property
     def eos_token_ids(self) -> tuple[int, ...]:
-        """Tokens that end the model's turn: `<|im_end|>` (the eos), then `<|endoftext|>` where it exists."""
+        """Tokens that end the model's turn, the one the template writes first (`<|im_end|>`, `<|eot_id|>`,
+        `<｜end▁of▁sentence｜>`), then the family's others and the tokenizer's eos where they exist."""
         ids = []
-        for content in (self.tokenizer.eos_token, "<|im_end|>", "<|endoftext|>"):
+        for content in self.spec.end_tokens + (self.tokenizer.eos_token,):
             i = self._codec.added.get(content) if content else None
             if i is not None and i not in ids:
                 ids.append(i)
@@ -283,21 +297,58 @@ class ChatFormat:
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
-        """Text that ends a tool-calling turn (the host then parses the call and appends the tool turn)."""
-        return (TOOL_CALL_END,)
+        """Text that ends a tool-calling turn (the host then parses the call and appends the tool turn);
+        empty where a call ends the turn itself."""
+        return (self.spec.call_end,) if self.spec.call_end else ()
 
     @functools.cached_property
     def tool_call_end_token_ids(self) -> tuple[int, ...]:
         """Token ids that end a tool-calling turn when sampled: `</tool_call>` where it is a single token
-        (Qwen: 151658); empty where it is not (SmolLM2), and then `tool_call_end_sequence` is the fast path."""
-        i = self._codec.added.get(TOOL_CALL_END)
+        (Qwen: 151658); empty where it is not (SmolLM2, DeepSeek), and then `tool_call_end_sequence` is the
+        fast path."""
+        i = self._codec.added.get(self.spec.call_end) if self.spec.call_end else None
         return (i,) if i is not None else ()
 
     @functools.cached_property
     def tool_call_end_sequence(self) -> tuple[int, ...]:
-        """The canonical tokens of `</tool_call>` (one token for Qwen). A model may also write it with other
-        splits, so a decoder that stops on this suffix should also check `stop_strings` on the decoded text."""
-        return tuple(encode_assistant(self, TOOL_CALL_END))
+        """The canonical tokens of the call-end marker (one token for Qwen; empty where a call ends the turn).
+        A model may also write it with other splits, so a decoder that stops on this suffix should also
+        check `stop_strings` on the decoded text."""
+        return tuple(encode_assistant(self, self.spec.call_end)) if self.spec.call_end else ()
+
+    @functools.cached_property
+    def tool_call_end_sequences(self) -> tuple[tuple[int, ...], ...]:
+        """Every token sequence that ends a call: `tool_call_end_sequence`, and for each of the family's
+        `call_end_contexts` the tokens of context + call end from the one where the call end begins (a
+        multi-token marker whose first piece BPE merges with the text before it)."""
+        seqs = [self.tool_call_end_sequence]
+        end = self.spec.call_end
+        for context in self.spec.call_end_contexts:
+            ids = encode_assistant(self, context + end)
+            # the shortest suffix whose text still holds the whole call end
+            j = max(k for k in range(len(ids)) if self.decode(ids[k:]).endswith(end))
+            if tuple(ids[j:]) not in seqs:
+                seqs.append(tuple(ids[j:]))
+        return tuple(seqs)
+
+    def stop_token_ids(self, with_tools: bool) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+        """(token ids that end the episode, token sequences that hand the turn to the host for a tool call).
+        Where a call ends the turn (Llama 3), with tools offered the turn's end tokens hand the row to the
+        host, which ends the episode when the turn holds no call; only `<|end_of_text|>` ends it outright."""
+        if not with_tools:
+            return self.eos_token_ids, ()
+        if not self.call_ends_turn:
+            return self.eos_token_ids, self.tool_call_end_sequences
+        turn_ends = tuple(self._codec.added[c] for c in self.spec.end_tokens[:2] if c in self._codec.added)
+        return tuple(i for i in self.eos_token_ids if i not in turn_ends), tuple((i,) for i in turn_ends)
+
+    def strip_end_tokens(self, text: str) -> str:
+        """`text` without the strings of the end-of-turn tokens (decoded turns carry the sampled one)."""
+        for i in self.eos_token_ids:
+            content = next((c for c, j in self._codec.added.items() if j == i), None)
+            if content:
+                text = text.replace(content, "")
+        return text
 
     @functools.cached_property
     def assistant_turn_end_tokens(self) -> tuple[int, ...]:
@@ -308,17 +359,30 @@ class ChatFormat:
 
     @functools.cached_property
     def generation_prefix(self) -> str:
-        """Text the generation prompt adds after `<|im_start|>assistant\\n` (Qwen3 non-thinking:
-        `<think>\\n\\n</think>\\n\\n`; otherwise empty). The model's turn text starts after it."""
+        """Text the generation prompt adds after the assistant header (Qwen3 non-thinking:
+        `<think>\\n\\n</think>\\n\\n`; DeepSeek-R1: `<think>\\n`; otherwise empty). The model's turn text
+        starts after it."""
         probe = [{"role": "user", "content": "x"}]
         with_prompt = render(self, probe, None, True)
         without = render(self, probe, None, False)
         if not with_prompt.startswith(without):
             raise ChatError(f"The {self.family} template's generation prompt does not extend the conversation.")
         added = with_prompt[len(without) :]
-        if not added.startswith(ASSISTANT_HEADER):
+        header = self.spec.assistant_header
+        if not added.startswith(header):
             raise ChatError(f"The {self.family} template's generation prompt does not open an assistant turn.")
-        return added[len(ASSISTANT_HEADER) :]
+        return added[len(header) :]
+
+    @functools.cached_property
+    def continuation_prefix(self) -> str:
+        """Text the tool-turn delta leaves after the last tool result, before the model's next text: the
+        generation prefix where the delta opens a new assistant turn (ChatML, Llama 3); empty where the
+        model goes on in the same turn (DeepSeek-R1)."""
+        marked, markers, sentinel = _render_with_sentinel(self, ["x"])
+        tail = marked[marked.index(sentinel) + len(sentinel):]
+        header = self.spec.assistant_header
+        return tail[tail.rindex(header) + len(header):].translate(str.maketrans("", "", markers)) \
+            if header in tail else ""
 
     @functools.cached_property
     def starts_in_reasoning(self) -> bool:
@@ -330,10 +394,11 @@ class ChatFormat:
 def chat_format(
     family: str = "qwen3", tokenizer=None, *, enable_thinking: bool = True, template: str | None = None
 ) -> ChatFormat:
-    """The `ChatFormat` of `family` ("qwen3", "qwen2_5" or "chatml").
+    """The `ChatFormat` of `family` (one of `FAMILIES`: "qwen3", "qwen2_5", "chatml", "chatml_compact",
+    "llama3", "deepseek_r1").
 
-    tokenizer: defaults to the packaged Qwen tokenizer for the Qwen families; required for "chatml" (e.g.
-        `ascl_jax.models.gguf.load_gguf(smollm2_gguf_path()).tokenizer`).
+    tokenizer: defaults to the packaged Qwen tokenizer for the Qwen families; required for the others (e.g.
+        `ascl_jax.models.gguf.load_gguf(smollm2_gguf_path()).tokenizer` for "chatml").
     template: overrides the packaged template of the family (Jinja text).
     """
     if family not in FAMILIES:
@@ -341,16 +406,16 @@ def chat_format(
     from ascl_jax.models.qwen_tokenizer import chat_template_text, qwen_tokenizer
 
     if tokenizer is None:
-        if family in ("chatml", "chatml_compact"):
+        if family not in ("qwen3", "qwen2_5"):
             raise ConfigError(
-                "The chatml chat format needs the model's tokenizer, e.g. "
+                f"The {family} chat format needs the model's tokenizer, e.g. "
                 "chat_format('chatml', load_gguf(smollm2_gguf_path()).tokenizer)."
             )
         tokenizer = qwen_tokenizer(family)
     return ChatFormat(
         family=family,
         tokenizer=tokenizer,
-        template=template if template is not None else chat_template_text(_TEMPLATE_NAMES[family]),
+        template=template if template is not None else chat_template_text(FAMILY_SPECS[family].template),
         enable_thinking=enable_thinking,
     )
 
@@ -381,6 +446,12 @@ def _prepare(fmt: ChatFormat, messages: Sequence[Message], tools: Tools, marker:
         _qwen3_verbatim_intermediate_turns(out)
     tool_list = normalize_tools(tools)
     tool_list = _guard_value(tool_list, guard_data) if tool_list else None
+    if tool_list and fmt.spec.tools_in_system:
+        section = guard_data(tools_system_text(fmt.spec.call_syntax, tool_list))
+        if out and out[0]["role"] == "system" and isinstance(out[0].get("content"), str):
+            out[0] = {**out[0], "content": out[0]["content"] + "\n\n" + section}
+        else:
+            out.insert(0, {"role": "system", "content": section})
     return out, tool_list
 
 
@@ -462,9 +533,10 @@ def _render_with_sentinel(fmt: ChatFormat, tool_responses: Sequence[str]) -> tup
 
 
 def tool_turn_delta(fmt: ChatFormat, tool_responses: Sequence[str]) -> list[int]:
-    """The tokens to append after an assistant turn that ended with a tool call (its last sampled token is
-    `</tool_call>`): the end of that turn, one user turn with a `<tool_response>` block per response, and the
-    opening of the next assistant turn. For Qwen:
+    """The tokens to append after an assistant turn that ended with a tool call (its last sampled token ends
+    the call marker, `</tool_call>` or `<｜tool▁calls▁end｜>`; where a call ends the turn, Llama 3, it is the
+    turn's end token, which the delta then leaves out): the end of that turn, the tool turn with every
+    response, and the opening of the next assistant turn. For Qwen:
     `<|im_end|>\\n<|im_start|>user\\n<tool_response>\\n...\\n</tool_response><|im_end|>\\n<|im_start|>assistant\\n`.
     The responses are untrusted text: they never yield control or markup tokens.
     """
@@ -476,6 +548,10 @@ def tool_turn_delta(fmt: ChatFormat, tool_responses: Sequence[str]) -> list[int]
     if not ids or ids[0] not in fmt._codec.added.values():
         # the delta must start at a control token, or its first piece could merge with the sampled text
         raise ChatError(f"The {fmt.family} template does not end an assistant turn with a control token.")
+    if fmt.call_ends_turn:
+        if ids[0] not in fmt.eos_token_ids:
+            raise ChatError(f"The {fmt.family} template does not end a call turn with an end-of-turn token.")
+        ids = ids[1:]  # the model sampled that end token itself
     return ids
 
 
@@ -491,9 +567,11 @@ def encode_text(fmt: ChatFormat, text: str) -> list[int]:
     return fmt._codec.encode_plain(text)
 
 
-def assistant_message(fmt: ChatFormat, sampled_text: str) -> dict:
-    """The assistant message whose rendering is the generation prompt's opening plus `sampled_text`."""
-    return {"role": "assistant", "content": fmt.generation_prefix + sampled_text}
+def assistant_message(fmt: ChatFormat, sampled_text: str, after_tool: bool = False) -> dict:
+    """The assistant message whose rendering is the generation prompt's opening plus `sampled_text`
+    (`after_tool`: the turn the model wrote after a tool turn, which opens with `continuation_prefix`)."""
+    prefix = fmt.continuation_prefix if after_tool else fmt.generation_prefix
+    return {"role": "assistant", "content": prefix + sampled_text}
 
 
 # ------------------------------------------------------------------------------------ reading turns
@@ -506,7 +584,7 @@ def parse_turn_tool_calls(
     config = config or ToolCallConfig()
     if fmt.starts_in_reasoning and not config.starts_in_reasoning:
         config = dataclasses.replace(config, starts_in_reasoning=True)
-    return parse_tool_calls(text, tools, config)
+    return parse_calls(fmt.spec.call_syntax, fmt.strip_end_tokens(text), tools, config)
 
 
 def final_answer(fmt: ChatFormat, text: str) -> str:
@@ -515,9 +593,10 @@ def final_answer(fmt: ChatFormat, text: str) -> str:
 
     Pass the text of the last assistant turn (decoded with its markup tokens, e.g. `fmt.decode(ids)`).
     """
-    text = after_reasoning(text, starts_in_reasoning=fmt.starts_in_reasoning)
-    for i in fmt.eos_token_ids:
-        content = next((c for c, j in fmt._codec.added.items() if j == i), None)
-        if content:
-            text = text.replace(content, "")
-    return text.strip()
+    spans = reasoning_spans(text, starts_in_reasoning=fmt.starts_in_reasoning)
+    if spans:
+        a, b = spans[-1]
+        if not text[a:b].endswith(THINK_END):
+            return ""
+        text = text[b:]
+    return strip_calls(fmt.spec.call_syntax, fmt.strip_end_tokens(text)).strip()

@@ -42,7 +42,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -302,46 +302,66 @@ def parse_tool_calls(
 
 
 def _parse_one(body: str, raw: str, params: dict[str, dict] | None, in_reasoning: bool) -> ParsedCall:
-    def error(kind: ToolCallErrorKind, message: str) -> ToolCallError:
-        return ToolCallError(kind, message, raw, in_reasoning)
-
     try:
         obj = json.loads(body.strip())
     except (json.JSONDecodeError, RecursionError) as e:
-        detail = f"{e.msg} at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
-        return error(
+        return ToolCallError(
             ToolCallErrorKind.MALFORMED_JSON,
-            f"The tool call is not valid JSON ({detail}). Write exactly one JSON object between "
+            f"The tool call is not valid JSON ({json_error_detail(e)}). Write exactly one JSON object between "
             f"{TOOL_CALL_START} and {TOOL_CALL_END}. " + _how_to_call(params),
+            raw, in_reasoning,
         )
+    return check_call(obj, raw, params, in_reasoning)
+
+
+def json_error_detail(e: Exception) -> str:
+    """Where a JSON text broke, for an error message meant for the model."""
+    return f"{e.msg} at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
+
+
+HowToCall = Callable[[dict[str, dict] | None, str | None], str]
+
+
+def check_call(
+    obj: Any, raw: str, params: dict[str, dict] | None, in_reasoning: bool, how: HowToCall | None = None,
+    arguments_key: str = "arguments",
+) -> ParsedCall:
+    """A decoded call object `{"name": ..., arguments_key: {...}}` checked against the tools offered
+    (`params`: name -> parameters schema, None: any name): a `ToolCall`, or a `ToolCallError` whose
+    message ends with `how(params, name)`, the family's reminder of the call syntax."""
+    how = how or _how_to_call
+
+    def error(kind: ToolCallErrorKind, message: str) -> ToolCallError:
+        return ToolCallError(kind, message, raw, in_reasoning)
+
     if not isinstance(obj, dict):
         return error(
             ToolCallErrorKind.NOT_OBJECT,
-            f"The tool call must be a JSON object, not {_json_type(obj)}. " + _how_to_call(params),
+            f"The tool call must be a JSON object, not {_json_type(obj)}. " + how(params, None),
         )
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip():
         got = "no \"name\"" if "name" not in obj else f"\"name\" = {_short(name)}"
         return error(
             ToolCallErrorKind.MISSING_NAME,
-            f"The tool call has {got}; it needs \"name\": the tool's name as a string. " + _how_to_call(params),
+            f"The tool call has {got}; it needs \"name\": the tool's name as a string. " + how(params, None),
         )
     if params is not None and name not in params:
         available = ", ".join(f'"{n}"' for n in params) or "none"
         return error(
             ToolCallErrorKind.UNKNOWN_TOOL,
-            f"There is no tool named {_short(name)}. Available tools: {available}. " + _how_to_call(params),
+            f"There is no tool named {_short(name)}. Available tools: {available}. " + how(params, None),
         )
     schema = params.get(name) if params is not None else None
-    if "arguments" not in obj:
+    if arguments_key not in obj:
         if schema is not None and schema.get("required"):
             return error(
                 ToolCallErrorKind.INVALID_ARGUMENTS,
-                f"The call of \"{name}\" has no \"arguments\". " + _how_to_call(params, name),
+                f"The call of \"{name}\" has no \"{arguments_key}\". " + how(params, name),
             )
         arguments: Any = {}
     else:
-        arguments = obj["arguments"]
+        arguments = obj[arguments_key]
         if isinstance(arguments, str):
             # some models write the arguments as a JSON-encoded string, as the OpenAI API does
             try:
@@ -351,18 +371,15 @@ def _parse_one(body: str, raw: str, params: dict[str, dict] | None, in_reasoning
     if not isinstance(arguments, dict):
         return error(
             ToolCallErrorKind.INVALID_ARGUMENTS,
-            f"\"arguments\" must be a JSON object, not {_json_type(arguments)}. "
-            + _how_to_call(params, name if params is not None else None),
+            f"\"{arguments_key}\" must be a JSON object, not {_json_type(arguments)}. "
+            + how(params, name if params is not None else None),
         )
     if schema is not None:
         problems = validate_arguments(arguments, schema)
         if problems:
             return error(
                 ToolCallErrorKind.INVALID_ARGUMENTS,
-                f"The arguments of \"{name}\" are not valid: "
-                + "; ".join(problems)
-                + ". "
-                + _how_to_call(params, name),
+                f"The arguments of \"{name}\" are not valid: " + "; ".join(problems) + ". " + how(params, name),
             )
     return ToolCall(name=name, arguments=arguments, raw=raw, in_reasoning=in_reasoning)
 
@@ -489,18 +506,28 @@ def _placeholder(schema: Mapping) -> str:
     return f"<{t}>"
 
 
-def _how_to_call(params: dict[str, dict] | None, name: str | None = None) -> str:
-    """A one-line reminder of the call format, with the tool's parameters when they are known."""
+def call_example(params: dict[str, dict] | None, name: str | None = None) -> tuple[str, str, str] | None:
+    """(tool name, its arguments as a JSON-like example object, a "(required: ...)" note) for a reminder
+    of the call syntax; None when the tool is not known."""
     if params and name is None and len(params) == 1:
         name = next(iter(params))
-    if params and name in params:
-        schema = params[name]
-        props = schema.get("properties") or {}
-        required = list(schema.get("required") or [])
-        shown = required + [k for k in props if k not in required]
-        args = ", ".join(f'"{k}": {_placeholder(props.get(k) or {})}' for k in shown)
-        note = f" (required: {', '.join(required)})" if required else ""
-        return f'Use: {TOOL_CALL_START}{{"name": "{name}", "arguments": {{{args}}}}}{TOOL_CALL_END}{note}'
+    if not (params and name in params):
+        return None
+    schema = params[name]
+    props = schema.get("properties") or {}
+    required = list(schema.get("required") or [])
+    shown = required + [k for k in props if k not in required]
+    args = ", ".join(f'"{k}": {_placeholder(props.get(k) or {})}' for k in shown)
+    note = f" (required: {', '.join(required)})" if required else ""
+    return name, "{" + args + "}", note
+
+
+def _how_to_call(params: dict[str, dict] | None, name: str | None = None) -> str:
+    """A one-line reminder of the call format, with the tool's parameters when they are known."""
+    example = call_example(params, name)
+    if example is not None:
+        name, args, note = example
+        return f'Use: {TOOL_CALL_START}{{"name": "{name}", "arguments": {args}}}{TOOL_CALL_END}{note}'
     return f'Use: {TOOL_CALL_START}{{"name": <tool name>, "arguments": {{...}}}}{TOOL_CALL_END}'
 
 

@@ -15,6 +15,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from ascl_jax.chat.families import family_of_template
 from ascl_jax.errors import ModelNotFoundError
 from ascl_jax.models.config import ModelConfig, RopeConfig
 from ascl_jax.models.hub import hub_snapshot, looks_like_hub_id
@@ -157,8 +158,9 @@ def load_model(
     if path.is_dir() and (path / "config.json").exists():
         cfg = ModelConfig.from_hf_file(path / "config.json", **over)
         graphdef, params = load_params(cfg, SafetensorsFolder(path), mesh, rules, lora, seed)
-        family = _folder_chat_family(path / "config.json", cfg)
-        return LoadedModel(str(path), cfg, graphdef, params, _folder_tokenizer(path), mesh, rules, family)
+        tokenizer = _folder_tokenizer(path)
+        family = _folder_chat_family(path / "config.json", cfg, tokenizer)
+        return LoadedModel(str(path), cfg, graphdef, params, tokenizer, mesh, rules, family)
     if path.is_dir():
         raise ModelNotFoundError(f"{path}: a model folder needs a config.json (a Hugging Face model folder)")
     if spec in architecture_names():
@@ -179,12 +181,16 @@ def _load_gguf(path: Path, name: str, mesh: Mesh, rules: ShardingRules, over: di
     ckpt = load_gguf(path)
     cfg = ModelConfig.from_hf_dict(ckpt.hf_config, source=str(path), **over)
     graphdef, params = load_params(cfg, ArraySource(ckpt.tensors, str(path)), mesh, rules, lora, seed)
-    return LoadedModel(name, cfg, graphdef, params, ckpt.tokenizer, mesh, rules, _CHAT_FAMILY.get(cfg.architecture))
+    family = family_of_template(ckpt.tokenizer.chat_template) or _CHAT_FAMILY.get(cfg.architecture)
+    return LoadedModel(name, cfg, graphdef, params, ckpt.tokenizer, mesh, rules, family)
 
 
-def _folder_chat_family(config_path: Path, cfg: ModelConfig) -> str | None:
-    # A folder this project exported records its chat format; others go by architecture.
-    return json.loads(config_path.read_text()).get(CHAT_FORMAT_KEY) or _CHAT_FAMILY.get(cfg.architecture)
+def _folder_chat_family(config_path: Path, cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase | None) -> str | None:
+    # A folder this project exported records its chat format; others go by their own template's markup
+    # (Llama 3 headers, DeepSeek markers), then by architecture (the ChatML families).
+    recorded = json.loads(config_path.read_text()).get(CHAT_FORMAT_KEY)
+    template = tokenizer.chat_template if tokenizer is not None else None
+    return recorded or family_of_template(template) or _CHAT_FAMILY.get(cfg.architecture)
 
 
 def _folder_tokenizer(path: Path) -> PreTrainedTokenizerBase | None:

@@ -81,7 +81,7 @@ class _Row:
 
     turn_start: int
     tool_turns: list[ToolTurn] = field(default_factory=list)
-    host_stop: str | None = None  # tool_cap / error, decided here rather than on the device
+    host_stop: str | None = None  # tool_cap / length / eos (a call-less turn), decided here rather than on the device
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,8 @@ def run_rollout(
             )
         encoded.append(ids)
     lens = np.array([len(x) for x in encoded], np.int32)
-    stops = StopTokens(
-        eos=tuple(fmt.eos_token_ids),
-        tool_call_end=(tuple(fmt.tool_call_end_sequence),) if any(t is not None for t in tools) else (),
-    )
+    eos, call_ends = fmt.stop_token_ids(with_tools=any(t is not None for t in tools))
+    stops = StopTokens(eos=eos, tool_call_end=call_ends)
     n_rows = len(prompts) * g
     rows = [_Row(turn_start=int(lens[i // g])) for i in range(n_rows)]
     tool_seconds = 0.0
@@ -165,14 +163,18 @@ def _tool_turns(model, fmt, tools, cfg, state, slot_row, mine, rows, stops) -> t
     for s in waiting:
         r = int(slot_row[s])
         row = rows[r]
+        tool = tools[r // cfg.group_size]
+        text = fmt.decode(tokens[s, row.turn_start : seq_len[s]])
+        calls = fmt.parse_tool_calls(text, [tool.schema], cfg.tool_calls)
+        if not calls and fmt.call_ends_turn:  # a turn that ended without a call is the answer
+            row.host_stop = "eos"
+            continue
         if len(row.tool_turns) >= cfg.max_tool_calls:
             row.host_stop = "tool_cap"
             continue
-        tool = tools[r // cfg.group_size]
-        text = fmt.decode(tokens[s, row.turn_start : seq_len[s]])
-        turns = [_answer(call, fmt, tool, cfg) for call in fmt.parse_tool_calls(text, [tool.schema], cfg.tool_calls)]
-        if not turns:  # the stop sequence came without a parsable block: tell the model so
-            turns = [ToolTurn(text, None, None, "no_call", "Error: no <tool_call> block found before </tool_call>.",
+        turns = [_answer(call, fmt, tool, cfg) for call in calls]
+        if not turns:  # the stop sequence came without a parsable call: tell the model so
+            turns = [ToolTurn(text, None, None, "no_call", f"Error: no tool call found before {fmt.spec.call_end}.",
                               (), False)]
         delta = fmt.tool_turn_delta([t.response for t in turns])
         row.tool_turns.extend(turns)

@@ -9,8 +9,10 @@ One JSON object per line:
         {"role": "assistant", "content": "Sure. ..."}],
      "tools": [ ...optional JSON tool schemas shown to the model... ]}
 
-The tokens are built exactly as a rollout builds them: the prompt, then each assistant turn as the model
-writes it (loss on), then the template's tool-turn delta (loss off), and the end-of-turn token after the
+Assistant turns hold the text the model writes, tool calls in its family's own syntax (Hermes
+`<tool_call>` for Qwen and ChatML, a JSON object for Llama 3, DeepSeek's call markers; `ChatFormat.call_text`
+writes one). The tokens are built exactly as a rollout builds them: the prompt, then each assistant turn as
+the model writes it (loss on; where a call ends the turn, Llama 3, with its end token), then the template's tool-turn delta (loss off), and the end-of-turn token after the
 final answer (loss on), so SFT trains on the same token stream the policy later samples."""
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def encode_conversation(fmt: ChatFormat, conv: Conversation) -> tuple[list[int],
             responses.append(tail[i]["content"])
             i += 1
         if responses:
+            if fmt.call_ends_turn:  # the model ends its call turn with the end token itself (Llama 3)
+                ids.append(fmt.eos_token_ids[0])
+                mask.append(1)
             delta = fmt.tool_turn_delta(responses)
             ids += delta
             mask += [0] * len(delta)
