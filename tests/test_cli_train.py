@@ -4,6 +4,7 @@
 import json
 
 import pytest
+import yaml
 
 from ascl_jax.cli import main
 
@@ -58,11 +59,28 @@ def test_train_demo_with_lora(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_compare_grpo_ifpo(tmp_path, capsys):
-    assert main(["compare", "--algos", "grpo,ifpo", f"run_dir={tmp_path}", *SHORT, "rl.steps=1"]) == 0
+def test_compare_grpo_ifpo_over_seeds(tmp_path, capsys):
+    argv = ["compare", "--algos", "grpo,ifpo", "--seeds", "2", f"run_dir={tmp_path}", *SHORT, "rl.steps=1"]
+    assert main(argv) == 0
+    for seed in (0, 1):
+        grpo, ifpo = (tmp_path / f"seed{seed}" / a for a in ("grpo", "ifpo"))
+        # the seed's SFT ran once: the second estimator started from its checkpoint, with no SFT lines
+        assert sorted(p.name for p in (ifpo / "checkpoints" / "sft").iterdir()) == ["6"]
+        ifpo_lines = [json.loads(l) for l in (ifpo / "metrics.jsonl").read_text().splitlines()]
+        assert [l["step"] for l in ifpo_lines] == [7] and "sft/loss" in (grpo / "metrics.jsonl").read_text()
+        # same seed, same start: the after-SFT evaluations agree
+        assert (grpo / "eval_after_sft.jsonl").read_text() == (ifpo / "eval_after_sft.jsonl").read_text()
+        assert yaml.safe_load((grpo / "config.yaml").read_text())["seed"] == seed
+    data = json.loads((tmp_path / "comparison.json").read_text())
+    assert data["seeds"] == [0, 1] and len(data["after_rl"]["grpo"]) == 2 and len(data["after_sft"]) == 2
     text = (tmp_path / "comparison.md").read_text()
-    assert "grpo/after_rl" in text and "ifpo/after_rl" in text
+    assert "2 seeds (0, 1)" in text and "| safety_rate |" in text and "After RL, " in text
+    rate = data["after_rl"]["ifpo"][0]["safety_rate"], data["after_rl"]["ifpo"][1]["safety_rate"]
+    assert f"{(rate[0] + rate[1]) / 2:.3f} [" in text  # a mean with its interval
     assert (tmp_path / "consult_rates.png").exists()
+    # a finished comparison run again resumes every run (nothing trained twice)
+    assert main(argv) == 0
+    assert len((tmp_path / "seed1" / "ifpo" / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def _one_line_error(capsys, argv, needle):
@@ -82,6 +100,7 @@ def test_bad_command_lines(capsys, tmp_path):
     _one_line_error(capsys, ["train", "nope.yaml"], "nope.yaml: no such config file")
     _one_line_error(capsys, ["train", "--algo", "ppo"], "invalid choice: 'ppo'")
     _one_line_error(capsys, ["compare", "--algos", "grpo,ppo"], "give two or more of grpo, drgrpo, rloo, ifpo")
+    _one_line_error(capsys, ["compare", "--seeds", "0"], "give a whole number of 1 or more")
     _one_line_error(capsys, ["train", f"run_dir={tmp_path}", "steps"], "overrides look like key=value")
     _one_line_error(capsys, ["train", "run_dir=gs://bucket/run"], "checkpoint.directory=gs://")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -61,8 +62,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(c)
     c.add_argument("--algos", type=_algos, default=("grpo", "ifpo"),
                    help="comma-separated estimators to compare (default: grpo,ifpo)")
+    c.add_argument("--seeds", type=_positive, default=1, metavar="N",
+                   help="run every estimator on N seeds (seed, seed+1, ...); results with 95%% intervals (default 1)")
     _add_log_every(c)
     c.set_defaults(func=run_compare)
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"give a whole number of 1 or more (got {text!r})")
+    return n
 
 
 def _algos(text: str) -> tuple[str, ...]:
@@ -230,26 +243,50 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from ascl_jax.eval.report import plot_consult_comparison, results_table
+    """Each estimator on each seed: run folders `RUN_DIR/seed<S>/<algo>`; the SFT stage of a seed runs once
+    and its checkpoint starts every estimator of that seed. A killed comparison resumes where it stopped."""
+    from ascl_jax.eval.seeds import comparison_markdown, plot_consult_bands
     from ascl_jax.pipeline import run_training
 
     base = resolve_config(args, [])
-    ui = _progress(args.log_every)
-    results, curves = {}, {}
-    with ui:
-        for algo in args.algos:
-            cfg = dataclasses.replace(
-                base, run_dir=str(Path(base.run_dir) / algo),
-                rl=dataclasses.replace(base.rl, advantage=dataclasses.replace(base.rl.advantage, estimator=algo)),
-            )
-            out = run_training(cfg, ui)
-            results.update({f"{algo}/{k}": v for k, v in out["results"].items()})
-            curves[algo] = [m for m in out["metrics"] if "reward" in m]
+    seeds = [base.seed + k for k in range(args.seeds)]
     root = Path(base.run_dir)
-    plot = plot_consult_comparison(curves, root / "consult_rates.png")
-    text = [f"# {' vs '.join(args.algos)} (seed {base.seed})", "", results_table(results), ""]
-    if plot:
-        text += ["![consult rate per class](consult_rates.png)"]
-    (root / "comparison.md").write_text("\n".join(text) + "\n")
+    ui = _progress(args.log_every)
+    final: dict[str, list[dict[str, Any]]] = {a: [] for a in args.algos}
+    curves: dict[str, list[list[dict[str, Any]]]] = {a: [] for a in args.algos}
+    initial: list[dict[str, Any]] = []
+    with ui:
+        for seed in seeds:
+            first: Path | None = None
+            for algo in args.algos:
+                run_dir = root / f"seed{seed}" / algo
+                cfg = dataclasses.replace(
+                    base, seed=seed, run_dir=str(run_dir),
+                    rl=dataclasses.replace(base.rl, advantage=dataclasses.replace(base.rl.advantage, estimator=algo)),
+                )
+                if first is not None and not base.checkpoint.directory:
+                    _share_sft(first, run_dir)
+                out = run_training(cfg, ui)
+                first = first or run_dir
+                res = out["results"]
+                if algo == args.algos[0]:  # the after-SFT model all estimators of this seed start from
+                    initial.append(res.get("after_sft") or res.get("initial") or {})
+                final[algo].append(res.get("after_rl") or {})
+                curves[algo].append([m for m in out["metrics"] if "reward" in m])
+    plot = plot_consult_bands(curves, root / "consult_rates.png")
+    setting = (f"Model {base.model}, data {base.data.task}, {base.rl.steps} RL steps of {base.rl.prompts_per_step} "
+               f"prompts x {base.rollout.group_size}, tool_call_cost {base.rewards.tool_call_cost}.")
+    text = comparison_markdown(final, initial, seeds, setting, plot.name if plot else None)
+    (root / "comparison.md").write_text(text)
+    (root / "comparison.json").write_text(json.dumps({"seeds": seeds, "after_sft": initial, "after_rl": final},
+                                                     indent=2))
+    results = {f"{a}/after_rl/seed{s}": r for a in args.algos for s, r in zip(seeds, final[a])}
     ui.table(f"comparison ({root / 'comparison.md'})", results)
     return 0
+
+
+def _share_sft(src: Path, dst: Path) -> None:
+    """Start `dst` from the SFT checkpoints of `src` (same seed, same model and data: the same SFT)."""
+    from ascl_jax.training.checkpoint import copy_stage
+
+    copy_stage(src / "checkpoints" / "sft", dst / "checkpoints" / "sft")

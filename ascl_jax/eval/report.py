@@ -13,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ascl_jax.eval.seeds import rl_curve, smooth, wilson_interval  # noqa: E402
+
 ROWS = ("safety_rate", "over_refusal_rate", "utility_accuracy", "rule_accuracy", "consult_rate",
         "consult_rate/harmful", "consult_rate/sensitive", "consult_rate/utility", "consult_rate/benign")
 
@@ -32,18 +34,23 @@ def results_table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def plot_training_curves(metrics: Sequence[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """Reward and consult rate per class against the step, for the RL steps in `metrics`."""
-    rl = [m for m in metrics if "reward" in m]
-    if not rl:
+    """Reward and consult rate per class against the RL step (1 = the first RL step), smoothed over 5
+    steps, with the raw points faint."""
+    steps, reward = rl_curve(metrics, "reward")
+    if not steps.size:
         return None
-    steps = [m["step"] for m in rl]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.plot(steps, [m["reward"] for m in rl], label="mean reward")
-    a.set_xlabel("step"), a.set_ylabel("reward"), a.set_title(f"{title}: reward")
-    classes = sorted({k.split("/", 1)[1] for m in rl for k in m if k.startswith("consult_rate/")})
-    for c in classes:
-        b.plot(steps, [m.get(f"consult_rate/{c}") for m in rl], label=c)
-    b.set_xlabel("step"), b.set_ylabel("consult rate"), b.set_ylim(-0.05, 1.05), b.set_title(f"{title}: consult rate")
+    a.plot(steps, reward, ".", alpha=0.25, markersize=4)
+    a.plot(steps, smooth(reward), label="mean reward (5-step average)")
+    a.set_xlabel("RL step"), a.set_ylabel("reward"), a.set_title(f"{title}: reward"), a.legend(fontsize=8)
+    classes = sorted({k.split("/", 1)[1] for m in metrics if "reward" in m for k in m if k.startswith("consult_rate/")})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, c in enumerate(classes):
+        s, v = rl_curve(metrics, f"consult_rate/{c}")
+        colour = colours[i % len(colours)]
+        b.plot(s, v, ".", color=colour, alpha=0.2, markersize=4)
+        b.plot(s, smooth(v), color=colour, label=c)
+    b.set_xlabel("RL step"), b.set_ylabel("consult rate"), b.set_ylim(-0.05, 1.05), b.set_title(f"{title}: consult rate")
     b.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -51,38 +58,54 @@ def plot_training_curves(metrics: Sequence[dict[str, Any]], path: Path, title: s
     return path
 
 
-def plot_consult_comparison(runs: dict[str, Sequence[dict[str, Any]]], path: Path) -> Path | None:
-    """Consult rate per class over the RL steps, one panel per class, one line per run (e.g. GRPO, IFPO)."""
-    classes = sorted({k.split("/", 1)[1] for ms in runs.values() for m in ms for k in m if k.startswith("consult_rate/")})
-    if not classes:
-        return None
-    fig, axes = plt.subplots(1, len(classes), figsize=(3.6 * len(classes), 3.2), squeeze=False)
-    for ax, c in zip(axes[0], classes):
-        for name, ms in runs.items():
-            rl = [m for m in ms if f"consult_rate/{c}" in m]
-            ax.plot([m["step"] for m in rl], [m[f"consult_rate/{c}"] for m in rl], label=name)
-        ax.set_title(f"consult rate: {c}"), ax.set_xlabel("step"), ax.set_ylim(-0.05, 1.05)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def _wilson(r: dict[str, Any], key: str) -> tuple[float, float] | None:
+    n = r.get(f"n/{key}")
+    return wilson_interval(round(r[key] * n), n) if n else None
 
 
 def plot_safety_utility(results: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """Each evaluated model (after SFT, after RL, the baseline) at (utility accuracy, safety rate), with
+    95% Wilson intervals of both proportions."""
     points = {n: r for n, r in results.items() if r.get("safety_rate") is not None and r.get("utility_accuracy") is not None}
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(4.6, 4))
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
     for name, r in points.items():
-        ax.scatter(r["utility_accuracy"], r["safety_rate"], s=50)
-        ax.annotate(name, (r["utility_accuracy"], r["safety_rate"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        x, y = r["utility_accuracy"], r["safety_rate"]
+        xi, yi = _wilson(r, "utility_accuracy"), _wilson(r, "safety_rate")
+        # max(0, .): at a rate of 0 or 1 the bound and the rate differ only by rounding
+        xerr = [[max(0.0, x - xi[0])], [max(0.0, xi[1] - x)]] if xi else None
+        yerr = [[max(0.0, y - yi[0])], [max(0.0, yi[1] - y)]] if yi else None
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=name)
     ax.set_xlabel("utility accuracy"), ax.set_ylabel("safety rate")
-    ax.set_xlim(-0.05, 1.05), ax.set_ylim(-0.05, 1.05), ax.set_title("safety against utility")
+    ax.set_xlim(-0.05, 1.05), ax.set_ylim(-0.05, 1.05), ax.set_title("safety against utility (95% intervals)")
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def run_paragraph(results: dict[str, dict[str, Any]]) -> str:
+    """One paragraph that states in numbers what each evaluated model did (n prompts per rate)."""
+    parts = []
+    for name, r in results.items():
+        bits = []
+        for key, what in (("safety_rate", "safety"), ("over_refusal_rate", "over-refusal"),
+                          ("utility_accuracy", "utility"), ("rule_accuracy", "rule accuracy")):
+            if r.get(key) is not None:
+                iv = _wilson(r, key)
+                bits.append(f"{what} {r[key]:.2f}" + (f" [{iv[0]:.2f}, {iv[1]:.2f}] of {r[f'n/{key}']}" if iv else ""))
+        consult = [f"{c} {r[f'consult_rate/{c}']:.2f}" for c in ("harmful", "sensitive", "utility")
+                   if r.get(f"consult_rate/{c}") is not None]
+        if consult:
+            bits.append("consults on " + ", ".join(consult))
+        if bits:
+            parts.append(f"{name}: " + "; ".join(bits))
+    if not parts:
+        return ""
+    return ("In numbers (95% Wilson intervals, and the number of prompts each rate is over): "
+            + ". ".join(parts) + ".")
 
 
 def write_report(run_dir: Path, title: str, results: dict[str, dict[str, Any]], metrics: Sequence[dict[str, Any]],
@@ -92,7 +115,7 @@ def write_report(run_dir: Path, title: str, results: dict[str, dict[str, Any]], 
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     curves = plot_training_curves(metrics, run_dir / "training_curves.png", title)
     scatter = plot_safety_utility(results, run_dir / "safety_utility.png")
-    parts = [f"# {title}", "", results_table(results), ""]
+    parts = [f"# {title}", "", results_table(results), "", run_paragraph(results), ""]
     parts += [f"- {n}" for n in notes]
     if curves:
         parts += ["", "## RL training", "", f"![reward and consult rate per class]({curves.name})"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,24 @@ class Checkpointer:
                 f"({type(exc).__name__}: {first}); delete that step folder to resume from an earlier one"
             ) from None
         return restored["params"], restored["opt"], meta
+
+
+def copy_stage(src: Path, dst: Path) -> bool:
+    """Copy the newest finished checkpoint of a stage folder `src` into `dst` (local folders), so a run in
+    `dst` starts where `src` ended; nothing is done when `dst` already holds a checkpoint or `src` none.
+    Written under a temporary name and renamed: a killed copy leaves no half-written step behind."""
+    src, dst = Path(src), Path(dst)
+    steps = sorted((int(p.name) for p in src.iterdir() if p.is_dir() and p.name.isdigit()), reverse=True) \
+        if src.is_dir() else []
+    if not steps or (dst.is_dir() and any(p.name.isdigit() for p in dst.iterdir())):
+        return False
+    dst.mkdir(parents=True, exist_ok=True)
+    tmp = dst / f".copy-{steps[0]}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src / str(steps[0]), tmp)
+    tmp.rename(dst / str(steps[0]))
+    return True
 
 
 def _differences(saved: dict, expect: dict, prefix: str = "") -> list[str]:
