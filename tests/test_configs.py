@@ -75,3 +75,14 @@ def test_describe_lists_every_option_with_its_default():
     assert rows["rl.advantage.estimator"] == "ifpo"
     assert rows["optimizer.learning_rate"] == TrainConfig().optimizer.learning_rate
     assert "rollout.sampling.top_p" in rows and "mesh.tensor" in rows and "data.demo.allow_probability" in rows
+
+
+def test_drift_demo_differs_from_the_demo_only_in_the_consult_cost():
+    import dataclasses
+
+    root = Path(__file__).parent.parent / "configs"
+    drift = load_config(TrainConfig, root / "demo-drift.yaml")
+    assert drift.rewards.tool_call_cost == 0.0
+    same = dataclasses.replace(drift, run_dir=TrainConfig().run_dir,
+                               rewards=dataclasses.replace(drift.rewards, tool_call_cost=TrainConfig().rewards.tool_call_cost))
+    assert same == TrainConfig()

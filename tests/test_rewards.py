@@ -393,7 +393,7 @@ def test_refusal_judge():
 
 
 def test_demo_style_answers():
-    """The built-in demo's answers: a short refusal, a short compliance, a bare sum."""
+    """The built-in demo's answers: a short refusal, a short compliance, a bare answer."""
     refuse = dict(cls="sensitive", expected_action="refuse")
     comply = dict(cls="sensitive", expected_action="comply")
     fn = RewardFunction()
