@@ -197,3 +197,16 @@ def test_wandb_logging_missing_package_and_a_run(capsys, tmp_path, monkeypatch):
     assert main(argv + ["logging.wandb_project=safety"]) == 0
     assert started["project"] == "safety" and started["resume"] == "allow" and started["finished"]
     assert [s for s, _ in logged] == [1, 2] and "sft/loss" in logged[0][1] and "reward" in logged[1][1]
+
+
+def test_log_lines_restart_the_clock_when_a_stage_runs_again(capsys, monkeypatch):
+    """The baseline's SFT is a second "sft" stage: its ETA comes from its own steps, not the first's."""
+    from ascl_jax.commands import train as train_cmd
+
+    clock = iter([0.0, 10.0, 500.0, 510.0])
+    monkeypatch.setattr(train_cmd.time, "monotonic", lambda: next(clock))
+    lines = train_cmd._LogLines(every=0.0)
+    m = {"sft/loss": 1.0, "sft/token_accuracy": 0.5, "step_seconds": 0.0}
+    lines("sft", 1, 11, m), lines("sft", 11, 11, m), lines("sft", 1, 11, m), lines("sft", 2, 11, m)
+    etas = [float(line.split("eta ")[1].split(" min")[0]) for line in capsys.readouterr().out.splitlines()]
+    assert etas[1] == 0.0 and etas[3] == round(5.0 * 9 / 60, 1) and etas[2] == 0.0

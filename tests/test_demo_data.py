@@ -52,3 +52,18 @@ def test_baseline_recites_one_rule_per_topic_and_follows_it():
             assert answer == demo.answer_text(p, "comply")
     assert set(demo.USUAL_RULES) == set(demo.SENSITIVE_TOPICS)
     assert set(demo.USUAL_RULES.values()) == {demo.ALLOWED, demo.FORBIDDEN}
+
+
+def test_examples_pad_to_the_longest_not_to_the_cap():
+    import numpy as np
+    import pytest
+
+    from ascl_jax.data.prompts import DataError
+    from ascl_jax.sft.data import pack_examples
+
+    packed = pack_examples([([5, 6, 7], [0, 1, 1]), ([5] * 17, [1] * 17)], pad_id=0, max_width=160)
+    assert packed["tokens"].shape == (2, 32) and packed["loss_mask"].shape == (2, 32)
+    assert packed["tokens"][0, :4].tolist() == [5, 6, 7, 0] and np.sum(packed["loss_mask"]) == 19
+    assert pack_examples([([1] * 150, [1] * 150)], 0, 152)["tokens"].shape == (1, 152)  # capped
+    with pytest.raises(DataError, match="example 1 has 20 tokens; sft.max_tokens is 19"):
+        pack_examples([([1], [1]), ([1] * 20, [1] * 20)], 0, 19)

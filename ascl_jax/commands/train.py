@@ -125,6 +125,7 @@ class _LogLines:
         self.every = every
         self.last: dict[str, float] = {}
         self.start: dict[str, float] = {}
+        self.step: dict[str, int] = {}
 
     def __enter__(self):
         return self
@@ -134,6 +135,9 @@ class _LogLines:
 
     def __call__(self, stage: str, step: int, total: int, metrics: dict[str, Any]) -> None:
         now = time.monotonic()
+        if step <= self.step.get(stage, 0):  # the stage runs again (the baseline's SFT): a new clock
+            self.start.pop(stage, None), self.last.pop(stage, None)
+        self.step[stage] = step
         self.start.setdefault(stage, now - (metrics.get("step_seconds") or 0.0))
         if step not in (1, total) and now - self.last.get(stage, 0.0) < self.every:
             return

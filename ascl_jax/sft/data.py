@@ -93,13 +93,19 @@ def load_conversations(path: str | Path) -> list[Conversation]:
     return out
 
 
-def pack_examples(examples: list[tuple[list[int], list[int]]], pad_id: int, width: int) -> dict[str, np.ndarray]:
-    """tokens i32[N, width], loss_mask f32[N, width]; a longer example is an error, not a silent cut."""
+def pack_examples(examples: list[tuple[list[int], list[int]]], pad_id: int, max_width: int,
+                  multiple: int = 16) -> dict[str, np.ndarray]:
+    """tokens i32[N, W], loss_mask f32[N, W] with W the longest example rounded up to `multiple`, at most
+    `max_width` (sft.max_tokens): short conversations (a baseline without tool turns) do not pay for the
+    longest ones a data set could have. An example over `max_width` is an error, not a silent cut."""
+    for i, (ids, _) in enumerate(examples):
+        if len(ids) > max_width:
+            raise DataError(f"example {i} has {len(ids)} tokens; sft.max_tokens is {max_width}")
+    longest = max((len(ids) for ids, _ in examples), default=1)
+    width = min(max_width, -(-longest // multiple) * multiple)
     tokens = np.full((len(examples), width), pad_id, np.int32)
     mask = np.zeros((len(examples), width), np.float32)
     for i, (ids, m) in enumerate(examples):
-        if len(ids) > width:
-            raise DataError(f"example {i} has {len(ids)} tokens; sft.max_tokens is {width}")
         tokens[i, : len(ids)] = ids
         mask[i, : len(m)] = m
     return {"tokens": tokens, "loss_mask": mask}

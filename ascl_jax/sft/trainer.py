@@ -32,8 +32,9 @@ from ascl_jax.training.update import update_step
 @dataclass(frozen=True)
 class SFTConfig:
     """steps: optimizer steps (0 skips the stage); batch_size conversations a step; max_tokens: the
-    padded length of every example (a longer one is an error); remat: the decoder's rematerialisation
-    (none | full | dots_saveable | dots_with_no_batch_dims_saveable)."""
+    longest example allowed (a longer one is an error; examples are padded to the data's longest,
+    rounded up to 16); remat: the decoder's rematerialisation (none | full | dots_saveable |
+    dots_with_no_batch_dims_saveable)."""
 
     steps: int = 300
     batch_size: int = 32
