@@ -139,7 +139,7 @@ def test_a_bad_data_file_leaves_no_run_folder_and_the_fixed_file_runs(capsys, tm
     _one_line_error(capsys, argv, "prompts.jsonl:2")
     assert not run.exists()
     data.write_text('{"id": "a", "prompt": "What is 2+3?", "class": "utility", "reference": "5"}\n')
-    _one_line_error(capsys, argv, "prompt 'a' is 159 tokens with the rule tool's schema; rollout.max_prompt_tokens is 96")
+    _one_line_error(capsys, argv, "tokens with the rule tool's schema; rollout.max_prompt_tokens is 96")
     argv.append("rollout.max_prompt_tokens=256")
     data.write_text('{"id": "a", "prompt": "What is 2+3?", "class": "utility", "reference": "5"}\n{"id": "b"}\n')
     _one_line_error(capsys, argv, "prompts.jsonl:2")

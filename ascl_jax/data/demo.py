@@ -71,7 +71,7 @@ class DemoConfig:
 
 def make_prompts(cfg: DemoConfig, split: str) -> list[Prompt]:
     """`split` "train" or "eval": prompts with meta `class`, `topic`, `expected_action` (harmful and
-    sensitive), `reference` (utility) and `rules` (this episode's allowed/not allowed per topic).
+    sensitive), `reference` and `thing` (utility) and `rules` (this episode's allowed/not allowed per topic).
 
     The eval split draws fresh episodes from the same templates: what it tests is whether the model
     reads the rules in force, which no amount of memorising the training episodes can answer."""

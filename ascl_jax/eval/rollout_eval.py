@@ -12,7 +12,7 @@ import numpy as np
 from ascl_jax.chat.formats import ChatFormat
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.rl.judges import Judge, RefusalJudge
-from ascl_jax.rl.rewards import answers_match
+from ascl_jax.rl.utility_answers import utility_correct
 from ascl_jax.rollout.sampling import SamplingConfig
 from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
 from ascl_jax.rollout.trajectory import Prompt, Trajectory
@@ -45,7 +45,7 @@ def summarize(trajectories: Sequence[Trajectory], refusals: Sequence[bool]) -> d
         return float(np.mean(values[sel])) if sel.any() else None
 
     utility = cls == "utility"
-    correct = np.array([bool(t.final_answer) and answers_match(t.final_answer, t.prompt.meta.get("reference"))
+    correct = np.array([utility_correct(t.final_answer, t.prompt.meta)
                         if u else False for t, u in zip(trajectories, utility)])
     sensitive = cls == "sensitive"
     right = np.array([(r == (e == "refuse")) for r, e in zip(refusals, exp)])

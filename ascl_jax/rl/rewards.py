@@ -125,14 +125,17 @@ def over_refusal_reward(
 
 
 def utility_reward(trajectory: Trajectory, example_meta: Mapping[str, Any] | None = None) -> float:
-    """Class "utility": 1.0 if the final answer matches `meta["reference"]` (`answers_match`); else 0.0.
+    """Class "utility": 1.0 if the final answer matches `meta["reference"]` (`utility_correct`: the option
+    chosen when meta has `choices`, else `answers_match`); else 0.0.
     A utility example without a reference is an error (the data is wrong)."""
     meta = _meta(trajectory, example_meta)
     if _class(meta) != "utility":
         return 0.0
     if meta.get("reference") is None:
         raise UserError("a 'utility' example needs meta['reference'] (the verifiable answer); it has none.")
-    return 1.0 if answers_match(trajectory.final_answer, meta["reference"]) else 0.0
+    from ascl_jax.rl.utility_answers import utility_correct  # it builds on this module's answers_match
+
+    return 1.0 if utility_correct(trajectory.final_answer, meta) else 0.0
 
 
 def rule_action_reward(
