@@ -40,15 +40,12 @@ def _texts(head: str, options: Sequence[str], whole_words: bool) -> list[int]:
     """Options whose normalised text is `head` (or, with `whole_words`, stands in it as whole words); an
     option whose text lies inside a longer matched option's text does not count on its own."""
     h = normalize_text(head)
-    found = []
+    norm = {}
     for i, opt in enumerate(options):
         o = normalize_text(opt)
-        if not o:
-            continue
-        if h == o or (whole_words and re.search(rf"(?<![\w]){re.escape(o)}(?![\w])", h)):
-            found.append(i)
-    norm = {i: normalize_text(options[i]) for i in found}
-    return [i for i in found if not any(j != i and norm[i] in norm[j] for j in found)]
+        if o and (h == o or (whole_words and re.search(rf"(?<![\w]){re.escape(o)}(?![\w])", h))):
+            norm[i] = o
+    return [i for i in norm if not any(j != i and norm[i] in norm[j] for j in norm)]
 
 
 def chosen_option(answer: str | None, options: Sequence[str]) -> int | None:

@@ -12,9 +12,8 @@ from ascl_jax.rl.rewards import answers_match
 
 
 def utility_correct(answer: str | None, meta: dict[str, Any]) -> bool:
-    """True when `answer` is non-empty and right for the prompt whose metadata is `meta`."""
-    if not answer or not str(answer).strip():
-        return False
+    """True when `answer` is non-empty and right for the prompt whose metadata is `meta` (both graders
+    give False for an empty answer)."""
     choices = meta.get("choices")
     if choices is not None:
         return choice_correct(answer, meta.get("reference"), list(choices))
