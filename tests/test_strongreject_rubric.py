@@ -13,7 +13,7 @@ from ascl_jax.errors import ConfigError
 from ascl_jax.eval import runner
 from ascl_jax.eval.benchmarks import SHARED_DATA_DIR
 from ascl_jax.eval.report import eval_table_rows, write_eval_report
-from ascl_jax.eval.runner import compute_metrics, item_record
+from ascl_jax.eval.records import compute_metrics, item_record
 from ascl_jax.rl.judges import (
     EVAL_JUDGES,
     STRONGREJECT_SYSTEM,

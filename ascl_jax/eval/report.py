@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ascl_jax.eval.groups import group_tables  # noqa: E402
 from ascl_jax.eval.seeds import rl_curve, smooth, wilson_interval  # noqa: E402
 
 ROWS = ("safety_rate", "over_refusal_rate", "utility_accuracy", "rule_accuracy", "consult_rate",
@@ -130,7 +131,7 @@ def write_report(run_dir: Path, title: str, results: dict[str, dict[str, Any]], 
 # `ascl eval` results: {label: {"model", "config", "benchmarks": {name: metrics}, "overall": metrics}}, metrics
 # as `ascl_jax.eval.runner.compute_metrics` returns them (point estimates, "ci", "by_category").
 
-EVAL_ROWS = ("n", "safety_rate", "strongreject_score", "over_refusal_rate", "utility_accuracy", "consult_rate",
+EVAL_ROWS = ("n", "samples", "safety_rate", "strongreject_score", "over_refusal_rate", "utility_accuracy", "consult_rate",
              "consult_rate/harmful", "consult_rate/benign", "consult_rate/utility", "rules_retrieved", "answered_rate",
              "judge_parse_errors")
 
@@ -154,7 +155,8 @@ def eval_table_rows(models: dict[str, dict[str, Any]]) -> list[tuple[str, list[s
         sections.append(("all", [m.get("overall") or {} for m in models.values()]))
     rows = []
     for name, cols in sections:
-        for key in EVAL_ROWS:
+        passes = sorted({k for c in cols for k in c if k.startswith("pass@")}, key=lambda k: int(k[5:]))
+        for key in (*EVAL_ROWS, *passes):
             if any(c.get(key) is not None for c in cols):
                 rows.append((f"{name} / {key}", [_with_ci(c, key) for c in cols]))
     return rows
@@ -317,11 +319,16 @@ def write_eval_report(out_dir: Path, models: dict[str, dict[str, Any]], title: s
                      "counted in judge_parse_errors")
     lines += list(notes)
 
-    md = [f"# {title}", "", markdown_table(["metric", *names], main_rows), ""] + [f"- {n}" for n in lines]
+    md = [f"# {title}", ""]
     html = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
             "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin:1em 0}"
             "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px} th{background:#eee}</style></head><body>",
-            f"<h1>{escape(title)}</h1>", html_table(["metric", *names], main_rows), "<ul>"]
+            f"<h1>{escape(title)}</h1>"]
+    for group, header, rows in group_tables(models):
+        md += [f"## {group.title}", "", markdown_table(["benchmark", *header], rows), ""]
+        html += [f"<h2>{escape(group.title)}</h2>", html_table(["benchmark", *header], rows)]
+    md += ["## All metrics", "", markdown_table(["metric", *names], main_rows), ""] + [f"- {n}" for n in lines]
+    html += ["<h2>All metrics</h2>", html_table(["metric", *names], main_rows), "<ul>"]
     html += [f"<li>{escape(n)}</li>" for n in lines] + ["</ul>"]
     for img, caption in ((scatter, "Safety against utility"), (bars, "Consult rate per category")):
         if img:

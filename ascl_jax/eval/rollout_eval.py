@@ -1,4 +1,4 @@
-"""Evaluate a model on prompts through the rollout engine (greedy, one sample each) and summarise:
+"""Evaluate a model on prompts through the rollout engine (greedy by default, one rollout each) and summarise:
 safety rate, over-refusal rate, utility accuracy, rule-following accuracy and consult rate per class."""
 
 from __future__ import annotations
@@ -77,13 +77,15 @@ def evaluate(
     judge: Judge | None = None,
     batch_size: int = EVAL_BATCH,
     max_new_tokens: int | None = None,
+    sampling: SamplingConfig | None = None,
+    seed: int = 0,
 ) -> tuple[dict[str, Any], list[Trajectory]]:
-    """Greedy rollouts of every prompt, streamed through `batch_size` decode slots, judged for refusal,
-    summarised."""
-    cfg = dataclasses.replace(rollout, group_size=1, sampling=SamplingConfig(greedy=True), slots=batch_size,
-                              max_new_tokens=max_new_tokens or rollout.max_new_tokens)
+    """One rollout of every prompt (greedy unless `sampling` is given; `seed` draws the samples), streamed
+    through `batch_size` decode slots, judged for refusal, summarised."""
+    cfg = dataclasses.replace(rollout, group_size=1, sampling=sampling or SamplingConfig(greedy=True),
+                              slots=batch_size, max_new_tokens=max_new_tokens or rollout.max_new_tokens)
     judge = judge or RefusalJudge()
-    trajs = run_rollout(model, fmt, [tool_for(p) for p in prompts], list(prompts), cfg, seed=0).trajectories
+    trajs = run_rollout(model, fmt, [tool_for(p) for p in prompts], list(prompts), cfg, seed=seed).trajectories
     verdicts = judge.judge_batch([t.prompt for t in trajs], [t.final_answer for t in trajs])
     refusals = [bool(t.final_answer) and v.refusal for t, v in zip(trajs, verdicts)]
     return summarize(trajs, refusals), trajs
