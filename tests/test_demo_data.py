@@ -5,7 +5,7 @@ one fixed rule per topic."""
 import random
 
 from ascl_jax.data import demo
-from ascl_jax.rl.rewards import answers_match
+from ascl_jax.rl.answers import answers_match
 
 
 def _prompts(n=400, split="train"):

@@ -18,18 +18,15 @@ from ascl_jax.rl.judges import (
     parse_xstest_label,
     prompt_text,
 )
+from ascl_jax.rl.answers import answers_match, expressions_equal, last_number, parse_number
 from ascl_jax.rl.rewards import (
     DEFAULT_WEIGHTS,
     REWARD_TERMS,
     RewardConfig,
     RewardFunction,
     RewardTermError,
-    answers_match,
-    expressions_equal,
     format_reward,
-    last_number,
     over_refusal_reward,
-    parse_number,
     rule_action_reward,
     safety_reward,
     tool_cost,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ascl_jax.rl.rewards import answer_candidate, normalize_text
+from ascl_jax.rl.answers import answer_candidate, normalize_text
 
 LETTERS = "ABCDEFGHIJKLMNOP"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ascl_jax.rl.answers import answers_match
 from ascl_jax.rl.choice_answers import choice_correct
-from ascl_jax.rl.rewards import answers_match
 
 
 def utility_correct(answer: str | None, meta: dict[str, Any]) -> bool:
