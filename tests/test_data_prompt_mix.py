@@ -151,10 +151,11 @@ def test_build_mix_counts_and_is_deterministic():
     assert [it.prompt.id for it in other.train] != [it.prompt.id for it in mix.train]
 
 
-def test_repeated_ids_across_sets_are_made_unique():
+def test_repeated_ids_across_training_sets_are_made_unique():
     mix = build_mix([("a", [P("x-1", "first prompt here")]), ("b", [P("x-1", "second prompt here")])],
                     [("e", [P("x-1", "an eval prompt")])], MixConfig(validation_fraction=0))
-    assert [it.prompt.id for it in mix.train] == ["x-1", "x-1#2"] and mix.eval[0].prompt.id == "x-1#3"
+    # the evaluation file is separate and keeps the benchmark's own ids
+    assert [it.prompt.id for it in mix.train] == ["x-1", "x-1#2"] and mix.eval[0].prompt.id == "x-1"
 
 
 # ------------------------------------------------------------------------------------------ sources
@@ -281,3 +282,20 @@ def test_text_file_is_one_prompt_a_line(tmp_path):
     assert [(p.id, p.meta["class"]) for p in src.prompts] == [("mine-line1", "sensitive"), ("mine-line3", "sensitive")]
     with pytest.raises(UserError, match=r"mine\.txt: a \.txt file has no class column"):
         read_source(str(f), None)
+
+
+@needs_shared
+def test_eval_subset_holds_out_what_ascl_eval_subset_scores(tmp_path, capsys):
+    from ascl_jax.eval.benchmarks import load_benchmark
+
+    out = tmp_path / "mix"
+    assert main(["data", "prompts", "--utility", "gsm8k", "--eval", "gsm8k", "--eval-subset", "40",
+                 "--validation-fraction", "0", "--out", str(out)]) == 0
+    capsys.readouterr()
+    held = {p.id for p in load_prompts(out / "eval_prompts.jsonl")}
+    assert held == {p.id for p in load_benchmark("gsm8k", subset=40)}
+    train = load_prompts(out / "prompts.jsonl")
+    assert len(train) == 1319 - 40 and not held & {p.id for p in train}
+    assert main(["data", "prompts", "--utility", "gsm8k", "--eval", "gsm8k", "--eval-subset", "0",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "--eval-subset must be >= 1" in capsys.readouterr().err

@@ -139,7 +139,7 @@ def make_items(set_name: str, prompts: Iterable[Prompt]) -> list[Item]:
 
 
 def unique_ids(items: list[Item]) -> list[Item]:
-    """Items whose ids are unique across all sets: a repeated id gets `#2`, `#3`, ... in input order, so a
+    """Items whose ids are unique across the given sets: a repeated id gets `#2`, `#3`, ... in input order, so a
     rerun on the same inputs gives the same ids."""
     seen: Counter = Counter()
     taken = {it.prompt.id for it in items}
@@ -337,9 +337,10 @@ def build_mix(train_sets: list[tuple[str, list[Prompt]]], eval_sets: list[tuple[
         for it in items:
             table.setdefault((it.set, it.cls), Counter())[stage] += 1
 
-    everything = unique_ids([it for name, ps in [*train_sets, *eval_sets] for it in make_items(name, ps)])
-    n_train = sum(len(ps) for _, ps in train_sets)
-    train, evals = everything[:n_train], everything[n_train:]
+    # Training and evaluation files are separate, so each keeps its own ids: an evaluation prompt keeps the
+    # benchmark's id even when its benchmark is also a training set, so `ascl eval` results line up with it.
+    train = unique_ids([it for name, ps in train_sets for it in make_items(name, ps)])
+    evals = unique_ids([it for name, ps in eval_sets for it in make_items(name, ps)])
     tally(counts, train, "read")
     tally(eval_counts, evals, "read")
     for (s, c), n in (set_aside or {}).items():
