@@ -17,6 +17,8 @@ OPTS = ["Paris", "London", "Rome", "Berlin"]
     ("\\boxed{B}", 1), ("so the final answer is \\boxed{D}", 3), ("$\\boxed{\\text{C}}$", 2),
     ("The answer is Rome.", 2), ("Rome", 2), ("After some thought:\nBerlin", 3),
     ("[B]", 1), ("(c)", 2),
+    ("A. Paris\nB. London\nC. Rome\nD. Berlin\n\nThe answer is (C).", 2),
+    ("A. Paris\nB. London\nC. Rome\nD. Berlin\n\nRome", 2),
 ])
 def test_chosen(answer, index):
     assert chosen_option(answer, OPTS) == index
@@ -25,6 +27,7 @@ def test_chosen(answer, index):
 @pytest.mark.parametrize("answer", [
     "The answer is (B) or (C).", "The answer is B and C", "B or C", "B) London or C) Rome", "The answer is B, C",
     "", None, "I am not sure.", "A tulip is a plant.", "The answer is Rome or Paris.", "E", "The answer is (E).",
+    "A. Paris\nB. London\nC. Rome\nD. Berlin",  # the options repeated, none chosen
 ])
 def test_no_single_choice(answer):
     assert chosen_option(answer, OPTS) is None

@@ -162,8 +162,9 @@ def run_cold_start(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ascl_jax.data.cold_start import (ColdStartConfig, ColdStartError, load_cold_start_prompts,
-                                          parse_consult_share, with_system, DEFAULT_SYSTEM)
+    from ascl_jax.data.cold_start import (DEFAULT_SYSTEM, PROMPT_CLASSES, ColdStartConfig, ColdStartError,
+                                          load_cold_start_prompts, parse_consult_share, select_examples,
+                                          with_system)
 
     start = time.perf_counter()
     shares, default_share = parse_consult_share(args.consult_share)
@@ -183,7 +184,6 @@ def run_cold_start(args: argparse.Namespace) -> int:
 
     from ascl_jax.chat.formats import chat_format
     from ascl_jax.data import cold_start_run as run
-    from ascl_jax.data.cold_start import PROMPT_CLASSES
     from ascl_jax.eval.records import ItemCache
     from ascl_jax.models.registry import load_model
     from ascl_jax.rl.judges import RefusalJudge
@@ -199,7 +199,7 @@ def run_cold_start(args: argparse.Namespace) -> int:
     cache = ItemCache(out.with_name(out.name + run.CACHE_SUFFIX), run.cache_key(args.teacher, model, book, judge, cfg))
     log = None if args.quiet else (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush()))
     records = run.run_teacher(model, fmt, prompts, ConsultSafetyRulesTool(book), judge, cfg, cache, log)
-    kept = run.select_examples(run.candidates(records), {c: cfg.share(c) for c in PROMPT_CLASSES})
+    kept = select_examples(run.candidates(records), {c: cfg.share(c) for c in PROMPT_CLASSES})
     summary = run.summarize(records, kept, cfg)
     summary["config"] = {"teacher": args.teacher, "prompts": args.prompts, "rules": args.rules or "built-in",
                          "judge": judge.name, "cache_key": cache.key, **cfg.fingerprint_parts(),

@@ -6,7 +6,7 @@ result (the last `\\boxed{}`, else the text after "answer is / answer:", else th
 first explanation ("because ...", a new sentence or line). An answer that names two options ("B or C",
 "(B) and (C)") chooses none: it is wrong whatever the reference. Without a marker or a box, a letter
 counts only where it stands as a choice (the whole answer, or at its start before ")", ".", ":"), so the
-article in "A plant ..." is not read as option A.
+article in "A plant ..." is not read as option A, nor is the first of the options an answer repeats.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ LETTERS = "ABCDEFGHIJKLMNOP"
 _EXPLANATION = re.compile(r"\n|(?<=[.!?;])\s|\s(?:because|since|as|as it|which|so|given)\b|\s[-\u2013\u2014]\s", re.I)
 _LETTER_ANYWHERE = re.compile(r"(?<![A-Za-z0-9'])(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Z]))(?![A-Za-z0-9'])")
 _LETTER_AT_START = re.compile(r"^(?:option\s+|choice\s+)?(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Z])(?:[).:]|$))", re.I)
+_OPTION_LINE = re.compile(r"^\s*\(?([A-Pa-p])[).:]\s", re.M)
 _MARKUP = re.compile(r"\*\*|__|`|\$|\\text\{|\\textbf\{|\}")
 
 
@@ -65,7 +66,9 @@ def chosen_option(answer: str | None, options: Sequence[str]) -> int | None:
     if explicit:
         picked = _letters(head, _LETTER_ANYWHERE, n)
     else:
-        start = _LETTER_AT_START.match(head)
+        # an answer that repeats the options ("A. ...\nB. ...") has not chosen the first of them
+        echoed = len({m.group(1).upper() for m in _OPTION_LINE.finditer(answer)}) >= 2
+        start = None if echoed else _LETTER_AT_START.match(head)
         picked = _letters(head[: start.end()], _LETTER_AT_START, n) if start else []
         if picked:  # "B) 42 or C) 17" names two
             picked += [i for i in _letters(head[start.end():], _LETTER_ANYWHERE, n) if i not in picked
