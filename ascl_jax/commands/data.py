@@ -4,6 +4,7 @@ conversations from a teacher's own rollouts with the rule tool)."""
 from __future__ import annotations
 
 import argparse
+import random
 import time
 
 from ascl_jax.errors import UserError
@@ -141,6 +142,8 @@ def _register_cold_start(sub: argparse._SubParsersAction) -> None:
                    help="file holding the system message (default: one that says to consult on sensitive or "
                         "possibly harmful requests only, then refuse or help fully); prompts with their own "
                         "system message keep it")
+    p.add_argument("--subset", type=int, default=None, metavar="N",
+                   help="a random N of the prompts, drawn with --seed (a rerun takes the same N)")
     p.add_argument("--samples", type=int, default=4, metavar="K", help="samples per prompt (default 4)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
@@ -180,7 +183,15 @@ def run_cold_start(args: argparse.Namespace) -> int:
                           max_new_tokens=args.max_new_tokens, max_tool_calls=args.max_tool_calls,
                           batch_size=args.batch_size, seed=args.seed, system=system, consult_share=shares,
                           default_share=default_share)
-    prompts = [with_system(p, cfg.system) for p in load_cold_start_prompts(args.prompts)]
+    if args.subset is not None and args.subset < 1:
+        raise UserError(f"--subset must be >= 1, got {args.subset}")
+    prompts = load_cold_start_prompts(args.prompts)
+    if args.subset is not None and args.subset < len(prompts):
+        # a seeded draw, not the id-hash ranking of `ascl eval --subset`: a training file built with
+        # --eval-subset lacks exactly the prompts that ranking puts first, so it would skip their benchmark
+        keep = sorted(random.Random(args.seed).sample(range(len(prompts)), args.subset))
+        prompts = [prompts[i] for i in keep]
+    prompts = [with_system(p, cfg.system) for p in prompts]
 
     from ascl_jax.chat.formats import chat_format
     from ascl_jax.data import cold_start_run as run
