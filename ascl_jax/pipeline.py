@@ -23,6 +23,7 @@ from ascl_jax.config_io import to_dict
 from ascl_jax.data import demo
 from ascl_jax.data.prompts import load_prompts
 from ascl_jax.errors import UserError
+from ascl_jax.eval.benchmarks import fixed_subset
 from ascl_jax.eval.rollout_eval import evaluate
 from ascl_jax.models.lora_export import write_peft_adapter
 from ascl_jax.models.registry import RUN_MODEL_DIR, LoadedModel, export_hf, load_model
@@ -48,6 +49,14 @@ class TaskData:
     eval: list[Prompt]
     sft: list[Conversation]
     tool_for: Callable[[Prompt], ConsultSafetyRulesTool | None]
+
+
+def eval_selection(prompts: list[Prompt], max_prompts: int) -> list[Prompt]:
+    """The held-out prompts evaluated after each stage: all of them, or a fixed random `max_prompts` of them
+    (an evaluation file lists its sets one after another, so its first N would be one set)."""
+    if max_prompts <= 0:
+        return []
+    return list(prompts) if len(prompts) <= max_prompts else fixed_subset(list(prompts), max_prompts)
 
 
 def task_data(cfg: TrainConfig, fmt: ChatFormat) -> TaskData:
@@ -113,7 +122,7 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
     metrics = MetricsLog(run_dir, tensorboard=cfg.logging.tensorboard, wandb_run=wandb_run)
     results: dict[str, dict[str, Any]] = {}
     keep = cfg.checkpoint.keep
-    eval_prompts = data.eval[: cfg.eval.max_prompts]
+    eval_prompts = eval_selection(data.eval, cfg.eval.max_prompts)
 
     def run_eval(name: str, m: LoadedModel) -> None:
         if eval_prompts:
@@ -162,7 +171,7 @@ def _check_prompt_lengths(data: TaskData, fmt: ChatFormat, cfg: TrainConfig) -> 
     """Every prompt, rendered with its tool, fits rollout.max_prompt_tokens (checked before the run starts,
     not at the step that draws it)."""
     limit = cfg.rollout.max_prompt_tokens
-    for p in [*data.train, *data.eval[: cfg.eval.max_prompts]]:
+    for p in [*data.train, *eval_selection(data.eval, cfg.eval.max_prompts)]:
         tool = data.tool_for(p)
         n = len(fmt.prompt_tokens(list(p.messages), [tool.schema] if tool is not None else None))
         if n > limit:

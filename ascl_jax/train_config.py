@@ -47,7 +47,8 @@ class CheckpointConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Greedy evaluation on the held-out prompts after each stage."""
+    """Greedy evaluation on the held-out prompts after each stage: all of them, or a fixed random
+    `max_prompts` of them when there are more."""
 
     max_prompts: int = 96
     max_new_tokens: int = 96

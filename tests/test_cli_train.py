@@ -210,3 +210,17 @@ def test_log_lines_restart_the_clock_when_a_stage_runs_again(capsys, monkeypatch
     lines("sft", 1, 11, m), lines("sft", 11, 11, m), lines("sft", 1, 11, m), lines("sft", 2, 11, m)
     etas = [float(line.split("eta ")[1].split(" min")[0]) for line in capsys.readouterr().out.splitlines()]
     assert etas[1] == 0.0 and etas[3] == round(5.0 * 9 / 60, 1) and etas[2] == 0.0
+
+
+def test_eval_after_each_stage_draws_from_every_set_of_a_long_file():
+    from ascl_jax.pipeline import eval_selection
+    from ascl_jax.rollout.trajectory import Prompt
+
+    def P(pid, text, cls="harmful"):
+        return Prompt(pid, ({"role": "user", "content": text},), {"class": cls})
+
+    prompts = [P(f"jbb-{i}", f"h {i}") for i in range(100)] + [P(f"gsm-{i}", f"u {i}", "utility") for i in range(100)]
+    picked = eval_selection(prompts, 24)
+    assert len(picked) == 24 and {p.meta["class"] for p in picked} == {"harmful", "utility"}
+    assert picked == eval_selection(prompts, 24) and eval_selection(prompts, 0) == []
+    assert eval_selection(prompts[:10], 24) == prompts[:10]

@@ -299,3 +299,4 @@ def test_eval_subset_holds_out_what_ascl_eval_subset_scores(tmp_path, capsys):
     assert main(["data", "prompts", "--utility", "gsm8k", "--eval", "gsm8k", "--eval-subset", "0",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "--eval-subset must be >= 1" in capsys.readouterr().err
+
