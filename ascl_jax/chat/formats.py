@@ -46,37 +46,19 @@ training, which always uses the tokens that were actually sampled:
   writes it. Earlier exchanges keep the official behaviour (reasoning dropped), which is what the model
   sees when such a history is its prompt.
 
-**Untrusted text.** Content of system, user and tool messages (prompts, rules, tool output) and every
-string in the tool schemas can never become a control or markup token: a rule containing `<|im_end|>`,
-`<|im_start|>assistant` or `<tool_call>` is tokenized as ordinary byte-level pieces, so it cannot end a
-turn, forge a turn or forge a call. In assistant content the markup tokens the model writes itself
-(`<think>`, `</think>`, `<tool_call>`, `</tool_call>`, ...: the tokenizer's non-special added tokens) are
-recognised, the special ones (`<|im_end|>`, `<|im_start|>`, `<|endoftext|>`) are not. How: before rendering,
-each occurrence of a protected token string in such text gets an invisible marker character inserted
-after its first character, so the template's output contains control tokens only where the template
-itself wrote them; the rendered text is then split at the real control tokens, and the text between them
-(markers removed) is encoded by a copy of the tokenizer that has no added tokens at all. `render`,
-`encode_conversation`, `prompt_tokens` and `tool_turn_delta` all follow this one rule, so the delta equality
-holds for any content. For text without protected strings the tokens are the tokenizer's ordinary
-encoding of `render(...)` (so, for canonical turns, its own `apply_chat_template(..., tokenize=True)`). Note
-that the tokenizer's `split_special_tokens=True` is not enough for this: it still matches the non-special
-added tokens, such as Qwen's `<tool_call>`. One visible consequence, which is the point: Qwen3's template
-treats a *user* message wrapped in `<tool_response>...</tool_response>` as a tool result; here it stays a user
-query.
+**Untrusted text.** Content of system, user and tool messages and every string in the tool schemas can
+never become a control or markup token (a rule containing `<|im_end|>` cannot end a turn or forge a call);
+`ascl_jax.chat.untrusted_text` says how. `render`, `encode_conversation`, `prompt_tokens` and
+`tool_turn_delta` all follow that one rule, so the delta equality holds for any content.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import re
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from tokenizers import Tokenizer
 
 from ascl_jax.chat.call_syntax import call_text, parse_calls, strip_calls, tools_system_text
 from ascl_jax.chat.families import FAMILIES, FAMILY_SPECS, FamilySpec
@@ -87,6 +69,7 @@ from ascl_jax.chat.toolcall import (
     normalize_tools,
     reasoning_spans,
 )
+from ascl_jax.chat.untrusted_text import Codec, codec_for, free_chars, guard_value, strings_in
 from ascl_jax.errors import ChatError, ConfigError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -94,111 +77,6 @@ _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
 
 Message = Mapping[str, Any]
 Tools = Sequence[Mapping] | Mapping[str, Mapping] | None
-
-
-# ------------------------------------------------------------------------------------------ the codec
-
-
-class _Codec:
-    """Per-tokenizer tables: the added tokens, the patterns that find them, and a copy with no added tokens."""
-
-    def __init__(self, tokenizer):
-        backend = tokenizer.backend_tokenizer
-        decoder = backend.get_added_tokens_decoder()  # id -> AddedToken
-        self.added: dict[str, int] = {tok.content: i for i, tok in decoder.items()}
-        self.special = frozenset(tok.content for tok in decoder.values() if tok.special)
-        self.control_re = _alternation(self.added)
-        self.special_re = _alternation(self.special)
-        spec = json.loads(backend.to_str())
-        spec["added_tokens"] = []
-        self.plain = Tokenizer.from_str(json.dumps(spec))
-        added_ids = set(self.added.values())
-        for content in self.added:
-            if added_ids & set(self.encode_plain(content)):
-                raise ConfigError(
-                    f"This tokenizer's BPE merges rebuild the control token {content!r} from plain text, so "
-                    "untrusted text could forge it; use a tokenizer whose control tokens are added tokens only."
-                )
-
-    def encode_plain(self, text: str) -> list[int]:
-        return self.plain.encode(text, add_special_tokens=False).ids if text else []
-
-    def encode_marked(self, text: str, markers: str) -> list[int]:
-        """Split `text` at real added tokens; encode the rest (marker characters removed) as plain text."""
-        ids: list[int] = []
-        pos = 0
-        strip = str.maketrans("", "", markers)
-        if self.control_re is not None:
-            for m in self.control_re.finditer(text):
-                if m.start() > pos:
-                    ids += self.encode_plain(text[pos : m.start()].translate(strip))
-                ids.append(self.added[m.group()])
-                pos = m.end()
-        if pos < len(text):
-            ids += self.encode_plain(text[pos:].translate(strip))
-        return ids
-
-    def guard(self, text: str, marker: str, *, assistant: bool) -> str:
-        """Break every protected token string in `text` with `marker` (all added tokens, or only special ones)."""
-        pattern = self.special_re if assistant else self.control_re
-        if pattern is None:
-            return text
-        return pattern.sub(lambda m: m.group()[0] + marker + m.group()[1:], text)
-
-
-def _alternation(strings) -> re.Pattern | None:
-    strings = sorted(strings, key=len, reverse=True)
-    return re.compile("|".join(re.escape(s) for s in strings)) if strings else None
-
-
-_CODECS: "weakref.WeakKeyDictionary[Any, _Codec]" = weakref.WeakKeyDictionary()
-
-
-def _codec_for(tokenizer) -> _Codec:
-    try:
-        return _CODECS[tokenizer]
-    except (KeyError, TypeError):
-        pass
-    codec = _Codec(tokenizer)
-    try:
-        _CODECS[tokenizer] = codec
-    except TypeError:
-        pass
-    return codec
-
-
-def _free_chars(blob: str, n: int) -> str:
-    """`n` private-use characters that do not occur in `blob` (markers and sentinels)."""
-    out = []
-    for cp in range(0xF0000, 0xFFFFE):
-        c = chr(cp)
-        if c not in blob:
-            out.append(c)
-            if len(out) == n:
-                return "".join(out)
-    raise ChatError("The conversation uses every private-use character, so it cannot be marked; remove them.")
-
-
-def _strings(value: Any):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            yield from _strings(k)
-            yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)
-
-
-def _guard_value(value: Any, guard) -> Any:
-    if isinstance(value, str):
-        return guard(value)
-    if isinstance(value, Mapping):
-        return {guard(k) if isinstance(k, str) else k: _guard_value(v, guard) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_guard_value(v, guard) for v in value]
-    return value
 
 
 # ------------------------------------------------------------------------------------- the dataclass
@@ -218,12 +96,12 @@ class ChatFormat:
     tokenizer: Any = field(repr=False)  # compared by identity
     template: str = field(repr=False)
     enable_thinking: bool = True
-    _codec: _Codec = field(init=False, repr=False, compare=False)
+    _codec: Codec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ConfigError(f"Unknown chat format {self.family!r}; choose one of: {', '.join(FAMILIES)}.")
-        codec = _codec_for(self.tokenizer)
+        codec = codec_for(self.tokenizer)
         for needed in FAMILY_SPECS[self.family].required_tokens:
             if needed not in codec.added:
                 raise ConfigError(
@@ -441,11 +319,11 @@ def _prepare(fmt: ChatFormat, messages: Sequence[Message], tools: Tools, marker:
         if role == "assistant" and content is None and not message.get("tool_calls"):
             raise ChatError(f"Message {k} (assistant) has neither 'content' nor 'tool_calls'.")
         guard = guard_assistant if role == "assistant" else guard_data
-        out.append({key: (value if key == "role" else _guard_value(value, guard)) for key, value in message.items()})
+        out.append({key: (value if key == "role" else guard_value(value, guard)) for key, value in message.items()})
     if fmt.family == "qwen3":
         _qwen3_verbatim_intermediate_turns(out)
     tool_list = normalize_tools(tools)
-    tool_list = _guard_value(tool_list, guard_data) if tool_list else None
+    tool_list = guard_value(tool_list, guard_data) if tool_list else None
     if tool_list and fmt.spec.tools_in_system:
         section = guard_data(tools_system_text(fmt.spec.call_syntax, tool_list))
         if out and out[0]["role"] == "system" and isinstance(out[0].get("content"), str):
@@ -476,8 +354,8 @@ def _render_marked(
     fmt: ChatFormat, messages: Sequence[Message], tools: Tools, add_generation_prompt: bool, extra: str = ""
 ) -> tuple[str, str]:
     """The rendered text with protection markers still in, and the marker character."""
-    blob = extra + "".join(_strings(list(messages))) + "".join(_strings(tools if tools is not None else []))
-    marker = _free_chars(blob, 1)
+    blob = extra + "".join(strings_in(list(messages))) + "".join(strings_in(tools if tools is not None else []))
+    marker = free_chars(blob, 1)
     msgs, tool_list = _prepare(fmt, messages, tools, marker)
     if not msgs:
         raise ChatError("The conversation has no messages.")
@@ -523,7 +401,7 @@ def _render_with_sentinel(fmt: ChatFormat, tool_responses: Sequence[str]) -> tup
     for k, r in enumerate(tool_responses):
         if not isinstance(r, str):
             raise ChatError(f"Tool response {k} is {type(r).__name__}, not a string.")
-    sentinel = _free_chars("".join(tool_responses), 2)[1]  # differs from the marker, which is the first free one
+    sentinel = free_chars("".join(tool_responses), 2)[1]  # differs from the marker, which is the first free one
     messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": sentinel}]
     messages += [{"role": "tool", "content": r} for r in tool_responses]
     text, marker = _render_marked(fmt, messages, None, bool(tool_responses), extra=sentinel)
@@ -558,7 +436,7 @@ def tool_turn_delta(fmt: ChatFormat, tool_responses: Sequence[str]) -> list[int]
 def encode_assistant(fmt: ChatFormat, text: str) -> list[int]:
     """Tokens of text the model writes: markup tokens (`<think>`, `<tool_call>`, ...) are recognised; control
     tokens (`<|im_end|>`, ...) are not (the model ends its turn by sampling eos, not by writing its name)."""
-    marker = _free_chars(text, 1)
+    marker = free_chars(text, 1)
     return fmt._codec.encode_marked(fmt._codec.guard(text, marker, assistant=True), marker)
 
 
