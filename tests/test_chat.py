@@ -12,6 +12,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from ascl_jax.chat.formats import ChatFormat, chat_format
+from ascl_jax.chat.json_schema import validate_arguments
 from ascl_jax.chat.toolcall import (
     ToolCall,
     ToolCallConfig,
@@ -21,7 +22,6 @@ from ascl_jax.chat.toolcall import (
     parse_tool_calls,
     reasoning_spans,
     strip_tool_calls,
-    validate_arguments,
 )
 from ascl_jax.errors import ChatError, ConfigError, UserError
 

@@ -18,7 +18,7 @@ Error kinds (`ToolCallErrorKind`, a `str` enum, so `error.kind == "malformed_jso
 - `missing_name`: no `"name"`, or a name that is not a non-empty string;
 - `unknown_tool`: a name that is not among the tools offered;
 - `invalid_arguments`: `"arguments"` missing (when the tool has required parameters), not an object, or not
-  valid for the tool's JSON schema (required keys, types, enums, ... see `validate_arguments`);
+  valid for the tool's JSON schema (required keys, types, enums, ... see `ascl_jax.chat.json_schema`);
 - `too_many_calls`: more calls in one turn than `config.max_calls_per_turn` (the first ones are parsed,
   every later one gets this error);
 - `unclosed`: a `<tool_call>` without its `</tool_call>` (for example a turn cut off by the length limit);
@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ascl_jax.chat.json_schema import json_type, short_json, validate_arguments
 from ascl_jax.errors import ConfigError
 
 TOOL_CALL_START = "<tool_call>"
@@ -337,11 +337,11 @@ def check_call(
     if not isinstance(obj, dict):
         return error(
             ToolCallErrorKind.NOT_OBJECT,
-            f"The tool call must be a JSON object, not {_json_type(obj)}. " + how(params, None),
+            f"The tool call must be a JSON object, not {json_type(obj)}. " + how(params, None),
         )
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip():
-        got = "no \"name\"" if "name" not in obj else f"\"name\" = {_short(name)}"
+        got = "no \"name\"" if "name" not in obj else f"\"name\" = {short_json(name)}"
         return error(
             ToolCallErrorKind.MISSING_NAME,
             f"The tool call has {got}; it needs \"name\": the tool's name as a string. " + how(params, None),
@@ -350,7 +350,7 @@ def check_call(
         available = ", ".join(f'"{n}"' for n in params) or "none"
         return error(
             ToolCallErrorKind.UNKNOWN_TOOL,
-            f"There is no tool named {_short(name)}. Available tools: {available}. " + how(params, None),
+            f"There is no tool named {short_json(name)}. Available tools: {available}. " + how(params, None),
         )
     schema = params.get(name) if params is not None else None
     if arguments_key not in obj:
@@ -371,7 +371,7 @@ def check_call(
     if not isinstance(arguments, dict):
         return error(
             ToolCallErrorKind.INVALID_ARGUMENTS,
-            f"\"{arguments_key}\" must be a JSON object, not {_json_type(arguments)}. "
+            f"\"{arguments_key}\" must be a JSON object, not {json_type(arguments)}. "
             + how(params, name if params is not None else None),
         )
     if schema is not None:
@@ -384,123 +384,9 @@ def check_call(
     return ToolCall(name=name, arguments=arguments, raw=raw, in_reasoning=in_reasoning)
 
 
-# ------------------------------------------------------------------------------- JSON schema (subset)
-
-_TYPES = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and math.isfinite(v) and v.is_integer()),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "null": lambda v: v is None,
-}
-
-
-def validate_arguments(value: Any, schema: Mapping, path: str = "") -> list[str]:
-    """Problems of `value` against a JSON schema, as short sentences naming the argument (empty if valid).
-
-    The subset tool schemas use: `type` (a name or a list), `enum`, `const`, `properties`, `required`,
-    `additionalProperties` (false or a schema), `items`, `minItems`/`maxItems`, `minLength`/`maxLength`,
-    `minimum`/`maximum`, `anyOf`/`oneOf` (valid if any branch is). Other keywords are ignored.
-    """
-    where = f'argument "{path}"' if path else "the arguments"
-    problems: list[str] = []
-    if not isinstance(schema, Mapping):
-        return problems
-    if "anyOf" in schema or "oneOf" in schema:
-        branches = list(schema.get("anyOf", [])) + list(schema.get("oneOf", []))
-        if branches and not any(not validate_arguments(value, b, path) for b in branches):
-            problems.append(f"{where} matches none of the allowed forms")
-            return problems
-    expected = schema.get("type")
-    if expected is not None:
-        names = [expected] if isinstance(expected, str) else list(expected)
-        known = [n for n in names if n in _TYPES]
-        if known and not any(_TYPES[n](value) for n in known):
-            problems.append(f"{where} must be {' or '.join(_article(n) for n in known)}, got {_json_type(value)}")
-            return problems
-    if "const" in schema and value != schema["const"]:
-        problems.append(f"{where} must be {_short(schema['const'])}, got {_short(value)}")
-    if "enum" in schema and value not in list(schema["enum"]):
-        allowed = ", ".join(_short(v) for v in schema["enum"])
-        problems.append(f"{where} must be one of {allowed}; got {_short(value)}")
-    if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            problems.append(f"{where} must have at least {schema['minLength']} characters")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            problems.append(f"{where} must have at most {schema['maxLength']} characters")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            problems.append(f"{where} must be >= {schema['minimum']}, got {value}")
-        if "maximum" in schema and value > schema["maximum"]:
-            problems.append(f"{where} must be <= {schema['maximum']}, got {value}")
-    if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            problems.append(f"{where} must have at least {schema['minItems']} items")
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            problems.append(f"{where} must have at most {schema['maxItems']} items")
-        items = schema.get("items")
-        if isinstance(items, Mapping):
-            for k, item in enumerate(value):
-                problems += validate_arguments(item, items, f"{path}[{k}]" if path else f"[{k}]")
-    if isinstance(value, dict):
-        props = schema.get("properties") or {}
-        for key in schema.get("required") or []:
-            if key not in value:
-                problems.append(f'missing required argument "{_join(path, key)}"')
-        extra = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            if key in props:
-                problems += validate_arguments(item, props[key], _join(path, key))
-            elif extra is False:
-                allowed = ", ".join(f'"{k}"' for k in props) or "none"
-                problems.append(f'unexpected argument "{_join(path, key)}" (allowed: {allowed})')
-            elif isinstance(extra, Mapping):
-                problems += validate_arguments(item, extra, _join(path, key))
-    return problems
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _article(type_name: str) -> str:
-    return {"integer": "an integer", "object": "an object", "array": "an array", "null": "null"}.get(
-        type_name, f"a {type_name}"
-    )
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    try:
-        s = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        s = repr(value)
-    return s if len(s) <= limit else s[: limit - 3] + "..."
-
-
 def _placeholder(schema: Mapping) -> str:
     if "enum" in schema and schema["enum"]:
-        return "<one of " + ", ".join(_short(v) for v in schema["enum"]) + ">"
+        return "<one of " + ", ".join(short_json(v) for v in schema["enum"]) + ">"
     t = schema.get("type")
     t = t if isinstance(t, str) else (t[0] if isinstance(t, list) and t else "value")
     return f"<{t}>"

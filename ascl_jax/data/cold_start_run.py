@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ascl_jax.chat.formats import ChatFormat
+from ascl_jax.data.atomic_files import write_files_atomic
 from ascl_jax.data.cold_start import (BEHAVIOURS, Candidate, ColdStartConfig, ColdStartError, conversation_record,
                                       judge_candidate)
 from ascl_jax.eval.records import ItemCache
@@ -202,23 +202,6 @@ def summary_markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(files: dict[Path, str]) -> None:
-    """Every file written to a temporary name first, then all renamed: a kill leaves the old files."""
-    temps: dict[Path, Path] = {}
-    try:
-        for final, text in files.items():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            temps[tmp] = final
-    except BaseException:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-        raise
-    for tmp, final in temps.items():
-        os.replace(tmp, final)
-
-
 def write_outputs(out: str | Path, kept: Sequence[Candidate], summary: dict[str, Any]) -> dict[str, Path]:
     """`out` (the SFT JSONL), `<out>.summary.json` and `<out>.summary.md`. Raises ColdStartError, writing
     nothing, when no example was kept."""
@@ -229,7 +212,7 @@ def write_outputs(out: str | Path, kept: Sequence[Candidate], summary: dict[str,
                              "larger --max-new-tokens, or a stronger --teacher (see the rejection reasons above)")
     paths = {"data": out, "json": out.with_name(out.name + ".summary.json"),
              "markdown": out.with_name(out.name + ".summary.md")}
-    _write_atomic({
+    write_files_atomic({
         paths["data"]: "".join(json.dumps(c.example, ensure_ascii=False) + "\n" for c in kept),
         paths["json"]: json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
         paths["markdown"]: summary_markdown(summary),

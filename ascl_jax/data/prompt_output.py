@@ -15,11 +15,11 @@ the folder as it was."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ascl_jax.data.atomic_files import write_files_atomic
 from ascl_jax.data.prompt_mix import Item, Mix, MixConfig, Removal, user_text
 
 STAGES = ("read", "other_class", "duplicates", "overlap_exact", "overlap_ngram", "overlap_similar", "balanced", "train",
@@ -116,20 +116,7 @@ def write_mix(mix: Mix, out_dir: str | Path, cfg: MixConfig, inputs: dict[str, l
         "summary.json": json.dumps(s, indent=2, ensure_ascii=False) + "\n",
         "summary.md": summary_markdown(s),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    temps: dict[Path, Path] = {}
-    try:
-        for name, text in files.items():
-            if text is not None:
-                tmp = out / f".{name}.{os.getpid()}.tmp"
-                tmp.write_text(text, encoding="utf-8")
-                temps[tmp] = out / name
-    except BaseException:
-        for tmp in temps:
-            tmp.unlink(missing_ok=True)
-        raise
-    for tmp, final in temps.items():
-        os.replace(tmp, final)
+    write_files_atomic({out / name: text for name, text in files.items() if text is not None})
     if files["validation_prompts.jsonl"] is None:  # a stale file from an earlier run would be read as this one's
         (out / "validation_prompts.jsonl").unlink(missing_ok=True)
     return s
