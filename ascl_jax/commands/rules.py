@@ -59,7 +59,7 @@ def _positive_int(text: str) -> int:
 
 
 def _book(args: argparse.Namespace):
-    from ascl_jax.rules.rulebook import default_rulebook, load_rulebook
+    from ascl_jax.rules.rulebook_files import default_rulebook, load_rulebook
 
     return load_rulebook(args.rules) if args.rules else default_rulebook()
 
@@ -100,7 +100,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from ascl_jax.rules.rulebook import load_rulebook
+    from ascl_jax.rules.rulebook_files import load_rulebook
 
     book = load_rulebook(args.file)
     actions = Counter(rule.action for rule in book)

@@ -1,14 +1,8 @@
 """Safety rules for ASCL: rule books, retrievers and the `consult_safety_rules` tool."""
 
 from ascl_jax.rules.retrieval import BM25Retriever, CategoryRetriever, HybridRetriever, RuleRetriever, tokenize
-from ascl_jax.rules.rulebook import (
-    ACTIONS,
-    Rule,
-    RuleBook,
-    default_rulebook,
-    load_rulebook,
-    parse_rulebook,
-)
+from ascl_jax.rules.rulebook import ACTIONS, Rule, RuleBook
+from ascl_jax.rules.rulebook_files import default_rulebook, load_rulebook, parse_rulebook
 from ascl_jax.rules.tool import TOOL_NAME, TRUNCATION_MARKER, ConsultSafetyRulesTool, ToolResult
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any
 
 from ascl_jax.errors import ConfigError
 from ascl_jax.rules.retrieval import HybridRetriever, RuleRetriever
-from ascl_jax.rules.rulebook import Rule, RuleBook, _did_you_mean
+from ascl_jax.rules.rulebook import Rule, RuleBook, did_you_mean
 
 __all__ = ["ConsultSafetyRulesTool", "ToolResult", "TOOL_NAME", "TRUNCATION_MARKER"]
 
@@ -175,7 +175,7 @@ class ConsultSafetyRulesTool:
             )
         unknown = [key for key in arguments if key not in _ARGUMENT_KEYS]
         if unknown:
-            hints = "".join(_did_you_mean(key, _ARGUMENT_KEYS) for key in unknown)
+            hints = "".join(did_you_mean(key, _ARGUMENT_KEYS) for key in unknown)
             return self._error(
                 f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(repr(str(k)) for k in unknown)}",
                 f"Only 'category' and 'query' are accepted{hints}. Example: {example}.",
@@ -198,7 +198,7 @@ class ConsultSafetyRulesTool:
         if category is not None:
             known = self._categories.get(_normalise_category(category))
             if known is None:
-                hint = _did_you_mean(_normalise_category(category), self.rulebook.categories)
+                hint = did_you_mean(_normalise_category(category), self.rulebook.categories)
                 return self._error(f"unknown category {category!r}{hint}", f"{valid} Or leave category out and give a query.")
             category = known
         if query is not None and len(query) > _MAX_QUERY_CHARS:
