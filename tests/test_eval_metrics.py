@@ -9,7 +9,7 @@ import pytest
 from ascl_jax.cli import main
 from ascl_jax.eval.report import eval_table_rows, write_eval_report
 from ascl_jax.eval.records import ItemCache, bootstrap_ci, compute_metrics, item_record
-from ascl_jax.rl.judges import Verdict, parse_llama_guard
+from ascl_jax.rl.judge_outputs import Verdict, parse_llama_guard
 from ascl_jax.rollout.trajectory import Prompt, ToolTurn, Trajectory
 
 

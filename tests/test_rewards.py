@@ -6,19 +6,9 @@ import numpy as np
 import pytest
 
 from ascl_jax.errors import ConfigError, UserError
-from ascl_jax.rl.judges import (
-    Judge,
-    RefusalJudge,
-    TemplateJudge,
-    Verdict,
-    WILDGUARD_TEMPLATE,
-    make_judge,
-    parse_llama_guard,
-    parse_wildguard,
-    parse_xstest_label,
-    prompt_text,
-)
 from ascl_jax.rl.answers import answers_match, expressions_equal, last_number, parse_number
+from ascl_jax.rl.judge_outputs import Verdict, parse_llama_guard, parse_wildguard, parse_xstest_label
+from ascl_jax.rl.judges import WILDGUARD_TEMPLATE, Judge, RefusalJudge, TemplateJudge, make_judge, prompt_text
 from ascl_jax.rl.rewards import (
     DEFAULT_WEIGHTS,
     REWARD_TERMS,

@@ -14,13 +14,12 @@ from ascl_jax.eval import runner
 from ascl_jax.eval.benchmarks import SHARED_DATA_DIR
 from ascl_jax.eval.report import eval_table_rows, write_eval_report
 from ascl_jax.eval.records import compute_metrics, item_record
+from ascl_jax.rl.judge_outputs import parse_strongreject_rubric, strongreject_score
 from ascl_jax.rl.judges import (
     EVAL_JUDGES,
     STRONGREJECT_SYSTEM,
     ChatJudge,
     make_judge,
-    parse_strongreject_rubric,
-    strongreject_score,
 )
 from ascl_jax.rollout.trajectory import Prompt
 

@@ -31,7 +31,7 @@ import numpy as np
 from ascl_jax.chat.formats import ChatFormat
 from ascl_jax.data.prompts import PROMPT_CLASSES, DataError, prompt_from_record, read_jsonl
 from ascl_jax.errors import UserError
-from ascl_jax.rl.judges import Verdict
+from ascl_jax.rl.judge_outputs import Verdict
 from ascl_jax.rl.rewards import REWARD_TERMS, RewardTermError
 from ascl_jax.rollout.trajectory import Prompt, Trajectory
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ascl_jax.errors import UserError
 from ascl_jax.eval.pass_at_k import by_prompt, pass_at_k_values, prompt_means
-from ascl_jax.rl.judges import Verdict
+from ascl_jax.rl.judge_outputs import Verdict
 from ascl_jax.rl.utility_answers import utility_correct
 from ascl_jax.rollout.trajectory import Prompt, Trajectory
 

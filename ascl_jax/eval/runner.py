@@ -28,7 +28,8 @@ from ascl_jax.errors import UserError
 from ascl_jax.eval import rollout_eval
 from ascl_jax.eval.records import ItemCache, compute_metrics, item_record
 from ascl_jax.models.registry import LoadedModel
-from ascl_jax.rl.judges import Judge, Verdict
+from ascl_jax.rl.judge_outputs import Verdict
+from ascl_jax.rl.judges import Judge
 from ascl_jax.rollout.sampling import SamplingConfig
 from ascl_jax.rollout.tool_loop import RolloutConfig
 from ascl_jax.rollout.trajectory import Prompt

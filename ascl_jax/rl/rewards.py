@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from ascl_jax.errors import ConfigError, UserError
-from ascl_jax.rl.judges import JUDGES, Judge, RefusalJudge, TemplateJudge, Verdict, make_judge
+from ascl_jax.rl.judge_outputs import Verdict
+from ascl_jax.rl.judges import JUDGES, Judge, RefusalJudge, TemplateJudge, make_judge
 from ascl_jax.rl.utility_answers import utility_correct
 from ascl_jax.rollout.trajectory import Trajectory
 
