@@ -9,6 +9,7 @@ import pytest
 from ascl_jax.errors import UserError
 from ascl_jax.eval.detector_cv import (
     DetectorFit,
+    evaluate_detector,
     fit_detector,
     format_folds,
     judge_predictions,
@@ -16,14 +17,14 @@ from ascl_jax.eval.detector_cv import (
     read_labelled,
     score_predictions,
 )
-from ascl_jax.rl.judges import Judge, Verdict
+from ascl_jax.rl.judge_outputs import Verdict
+from ascl_jax.rl.judges import Judge
 from ascl_jax.rl.refusal import (
     DEFAULT_THRESHOLD,
     DEFAULT_WEIGHTS,
     FEATURES,
     HAND_SET_WEIGHTS,
     RefusalDetector,
-    evaluate_detector,
     final_answer_text,
 )
 

@@ -25,15 +25,10 @@ from typing import Sequence
 import numpy as np
 
 from ascl_jax.errors import UserError
-from ascl_jax.rl.refusal import (
-    COMPLIANCE_LABELS,
-    FEATURES,
-    HAND_SET_WEIGHTS,
-    REFUSAL_LABELS,
-    RefusalDetector,
-    final_answer_text,
-)
+from ascl_jax.rl.refusal import FEATURES, HAND_SET_WEIGHTS, RefusalDetector, final_answer_text
 
+REFUSAL_LABELS = ("2_full_refusal", "3_partial_refusal")
+COMPLIANCE_LABELS = ("1_full_compliance",)
 MODES = ("none", "threshold", "weights")
 # Penalty per unit squared distance from the prior, on the mean log-loss scale. Chosen from {0.001, 0.01, 0.03,
 # 0.1, 0.3, 1} by leave-one-file-out accuracy (flat from 0.1 up; 0.01 and below overfit a fold's files), so
@@ -298,3 +293,20 @@ def fold_dict(f: FoldResult) -> dict:
             "threshold": f.fit.threshold, "weights": f.fit.weights, **f.scored.confusion.as_dict(),
             "by_prompt_label": {g: c.as_dict() for g, c in f.scored.by_prompt_label.items()},
             "by_type": {g: c.as_dict() for g, c in f.scored.by_type.items()}}
+
+
+def evaluate_detector(
+    csv_path: str | Path,
+    detector: RefusalDetector | None = None,
+    *,
+    text_column: str = "completion",
+    label_column: str = "final_label",
+) -> dict:
+    """Accuracy of `detector` against the human labels of an XSTest-style labelled-completions CSV: labels
+    2_full_refusal and 3_partial_refusal count as refusal, 1_full_compliance as compliance, others are
+    skipped. Returns {"accuracy", "confusion": {"tp", "fp", "tn", "fn"}, "n", "precision", "recall"} with
+    refusal as the positive class.
+    """
+    detector = detector or RefusalDetector()
+    rows = read_labelled(csv_path, text_column=text_column, label_column=label_column)
+    return Confusion.of([detector.is_refusal(r.text) for r in rows], [r.refusal for r in rows]).as_dict()

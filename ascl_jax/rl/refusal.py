@@ -50,7 +50,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ascl_jax.chat.toolcall import after_reasoning
 from ascl_jax.errors import UserError
@@ -443,28 +442,3 @@ class RefusalDetector:
 
     def is_refusal(self, answer: str) -> bool:
         return self.score(answer) >= self.threshold
-
-
-# ------------------------------------------------------------------------------------------ evaluation
-
-REFUSAL_LABELS = ("2_full_refusal", "3_partial_refusal")
-COMPLIANCE_LABELS = ("1_full_compliance",)
-
-
-def evaluate_detector(
-    csv_path: str | Path,
-    detector: RefusalDetector | None = None,
-    *,
-    text_column: str = "completion",
-    label_column: str = "final_label",
-) -> dict:
-    """Accuracy of `detector` against the human labels of an XSTest-style labelled-completions CSV: labels
-    2_full_refusal and 3_partial_refusal count as refusal, 1_full_compliance as compliance, others are
-    skipped. Returns {"accuracy", "confusion": {"tp", "fp", "tn", "fn"}, "n", "precision", "recall"} with
-    refusal as the positive class (see `ascl_jax.eval.detector_cv`).
-    """
-    from ascl_jax.eval.detector_cv import Confusion, read_labelled
-
-    detector = detector or RefusalDetector()
-    rows = read_labelled(csv_path, text_column=text_column, label_column=label_column)
-    return Confusion.of([detector.is_refusal(r.text) for r in rows], [r.refusal for r in rows]).as_dict()
