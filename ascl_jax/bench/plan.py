@@ -24,21 +24,19 @@ layout `rollout.layout` gives the weights (`rollout/layout.py`). The analytic ro
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ascl_jax.bench import hlo_cost
+from ascl_jax.bench.plan_programs import AbstractModel, Program, abstract_model, run_programs, tree_bytes
 from ascl_jax.bench.topology import TpuSlice, slice_devices
 from ascl_jax.errors import ConfigError, UserError
 
 GIB = 2**30
 HBM_USABLE = 0.95  # the runtime and fragmentation take a few percent of HBM
 PROBE_DEPTHS = (1, 2)  # unrolled, so even the last layer apart (prefill, extend) leaves no loop
-# Worst-case tokens a tool turn's delta adds beyond the response (template and role tokens).
-TOOL_TURN_OVERHEAD = 64
 
 
 @dataclass
@@ -104,276 +102,6 @@ class RunPlan:
         }
 
 
-# ----- abstract state
-
-
-def _is_var(x) -> bool:
-    from flax import nnx
-
-    return isinstance(x, nnx.Variable)
-
-
-def _sds(shape, dtype, sharding):
-    import jax
-
-    return jax.ShapeDtypeStruct(tuple(shape), dtype, sharding=sharding)
-
-
-def _tree_bytes(tree) -> int:
-    """Bytes of a tree's arrays, whole (not per chip)."""
-    import jax
-    import numpy as np
-
-    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
-
-
-def tree_bytes_per_chip(tree) -> int:
-    """Bytes one device holds of an abstract (or real) tree, from each leaf's sharding."""
-    import jax
-    import numpy as np
-
-    total = 0
-    for leaf in jax.tree.leaves(tree):
-        sharding = getattr(leaf, "sharding", None)
-        shape = sharding.shard_shape(leaf.shape) if sharding is not None else leaf.shape
-        total += int(np.prod(shape)) * np.dtype(leaf.dtype).itemsize
-    return total
-
-
-@dataclass
-class _Model:
-    """The model's abstract state on the mesh, at one depth."""
-
-    config: Any
-    graphdef: Any
-    params: Any  # the whole state (what the rollout and the log-prob passes take)
-    trainable: Any
-    frozen: Any
-    opt_states: dict[str, Any]  # per stage ("sft", "rl")
-    rules: Any  # the sharding rules it is laid out by
-
-
-def _abstract_model(mcfg, rules, lora, mesh, txs: dict, unroll) -> _Model:
-    import jax
-
-    from ascl_jax.models.lora import trainable_split
-    from ascl_jax.models.params import abstract_decoder, param_shardings
-    from ascl_jax.training.optimizer import optimizer_state_shardings
-
-    graphdef, abstract = abstract_decoder(mcfg, rules, lora, unroll)
-    shardings = param_shardings(abstract, mesh, rules)
-    params = jax.tree.map(lambda v, s: v.replace(_sds(v.shape, v.dtype, s)), abstract, shardings, is_leaf=_is_var)
-    trainable, frozen = trainable_split(params)
-    opt = {}
-    for stage, tx in txs.items():
-        shapes = jax.eval_shape(tx.init, trainable)
-        opt[stage] = jax.tree.map(lambda a, s: _sds(a.shape, a.dtype, s), shapes,
-                                  optimizer_state_shardings(tx, trainable, mesh))
-    return _Model(mcfg, graphdef, params, trainable, frozen, opt, rules)
-
-
-# ----- the programs of a run
-
-
-@dataclass(frozen=True)
-class _Program:
-    name: str
-    what: str
-    lower: Callable[[_Model], Any]  # the full program
-    probe: Callable[[_Model], Any]  # one unit of it (one micro-batch / one decode step), nothing looping
-    repeats: int  # units in the full program
-    once: Callable[[_Model], Any] | None  # a part the full program runs once beside its units (the optimizer)
-    model_flops: float  # whole slice, analytic
-    weight_passes: float  # times the weights are read (analytic bytes)
-    cache_bytes: int  # KV cache bytes per chip read (analytic bytes)
-    resident: Callable[[_Model], int]
-    tokens: int
-    same_as: str | None = None  # compiled once with this program (same function, shapes and shardings)
-    layout: str = "train"  # the weights' layout it runs on (rollout/layout.py)
-
-
-def run_programs(cfg, mcfg, mesh, rules) -> list[_Program]:
-    """The programs `ascl train` compiles for `cfg` (a TrainConfig), in the order the run meets them."""
-    import functools
-
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from ascl_jax.models.decoder import CACHE_AXES, KVCache
-    from ascl_jax.parallel.host import row_sharding
-    from ascl_jax.rollout.layout import rollout_rules
-    from ascl_jax.parallel.sharding import batch_sharding
-    from ascl_jax.rl.batch import pack_width, sequence_logprobs
-    from ascl_jax.rl.trainer import bind_rl_loss
-    from ascl_jax.rollout.engine import StopTokens, admit, decode_chunk, extend, idle_state
-    from ascl_jax.rollout.sampling import SamplingConfig, row_keys
-    from ascl_jax.rollout.shapes import bucket
-    from ascl_jax.rollout.slots import resolve_slots
-    from ascl_jax.sft.loss import sft_loss_fn
-    from ascl_jax.training.optimizer import make_optimizer
-    from ascl_jax.training.update import apply_gradients, update_step
-
-    replicated = NamedSharding(mesh, PartitionSpec())
-
-    def rows_of(shape, dtype):
-        return _sds(shape, dtype, batch_sharding(mesh, rules, shape))
-
-    def opt_bytes(stage):
-        return lambda m: tree_bytes_per_chip(m.opt_states[stage])
-
-    programs: list[_Program] = []
-    eos = tuple(mcfg.eos_token_ids) or (0,)
-    stops = StopTokens(eos=eos, tool_call_end=(((max(eos) + 1) % mcfg.vocab_size,),))
-
-    def update_programs(name, stage, tx, loss_fn, batch_fn, rows, width, micro, what, resident):
-        def lower(m, rows=rows, micro=micro):
-            return update_step.lower(m.graphdef, m.trainable, m.opt_states[stage], batch_fn(rows, width),
-                                     loss_fn=loss_fn, tx=tx, num_micro=micro, frozen=m.frozen)
-
-        def once(m):
-            grads = jax.tree.map(lambda a: _sds(a.shape, a.dtype, a.sharding), m.trainable)
-            f32 = _sds((), jnp.float32, replicated)
-            fn = jax.jit(functools.partial(apply_gradients, tx=tx))
-            return fn.lower(m.trainable, m.opt_states[stage], grads, f32, f32, {})
-
-        tokens = rows * width
-        return _Program(name, what, lower, functools.partial(lower, rows=rows // micro, micro=1), micro, once,
-                        3 * mcfg.flops_per_token(width) * tokens, 3.0, 0, resident, tokens)
-
-    has_sft = cfg.sft.steps > 0 and (cfg.data.task == "demo" or bool(cfg.data.sft))
-    if has_sft:
-        s = cfg.sft
-        tx = make_optimizer(s.optimizer)
-
-        def sft_batch(rows, width):
-            return {"tokens": rows_of((rows, width), jnp.int32), "loss_mask": rows_of((rows, width), jnp.float32)}
-
-        programs.append(update_programs(
-            "sft_step", "sft", tx, sft_loss_fn(s.remat), sft_batch, s.batch_size, s.max_tokens, s.micro_batches,
-            f"{s.batch_size} rows x {s.max_tokens} tokens, {s.micro_batches} micro-batches, remat {s.remat}",
-            lambda m: 0))
-
-    def rollout_programs(prefix, prompts, group, rollout, resident):
-        capacity = rollout.capacity
-        plen = bucket(rollout.max_prompt_tokens, rollout.prompt_bucket)
-        width = min(bucket(rollout.max_tool_response_tokens + TOOL_TURN_OVERHEAD, rollout.extend_bucket), capacity)
-        # The engine holds `slots` rows; an admission prefills at most slots / G prompts into them.
-        rows = resolve_slots(rollout.slots, prompts * group, group)
-        prompts = rows // group
-        sampling = rollout.sampling
-        keys = jax.eval_shape(lambda: row_keys(0, np.arange(rows)))
-        state_box: dict[str, Any] = {}
-
-        # prompts, their lengths, slot ids, the row keys and limits: host arrays, which jit takes replicated
-        admit_args = (_sds((prompts, plen), jnp.int32, replicated), _sds((prompts,), jnp.int32, replicated),
-                      _sds((rows,), jnp.int32, replicated), _sds(keys.shape, keys.dtype, replicated),
-                      _sds((rows,), jnp.int32, replicated))
-        admit_static = dict(group_size=group, sampling=sampling, stops=stops)
-
-        def state_of(m):
-            # The decode state as the engine holds it: shapes from tracing, and the layout `_placed` gives it
-            # (rows over the batch axes, the cache by CACHE_AXES), without compiling anything.
-            key = id(m)
-            if key not in state_box:
-                shapes = jax.eval_shape(functools.partial(idle_state, cfg=m.config, slots=rows, capacity=capacity,
-                                                          rules=m.rules))
-                placed = {f.name: _sds(getattr(shapes, f.name).shape, getattr(shapes, f.name).dtype,
-                                       batch_sharding(mesh, m.rules, getattr(shapes, f.name).shape))
-                          for f in dataclasses.fields(shapes) if f.name != "cache"}
-                cache = KVCache(*(_sds(c.shape, c.dtype, m.rules.sharding(mesh, CACHE_AXES, c.shape))
-                                  for c in (shapes.cache.k, shapes.cache.v)))
-                state_box[key] = dataclasses.replace(shapes, cache=cache, **placed)
-            return state_box[key]
-
-        def lower_prefill(m):
-            return admit.lower(m.graphdef, m.params, state_of(m), *admit_args, cfg=m.config, **admit_static)
-
-        def lower_decode(m, steps=rollout.decode_chunk):
-            return decode_chunk.lower(m.graphdef, m.params, state_of(m), _sds((), jnp.int32, replicated),
-                                      n_steps=steps, sampling=sampling, stops=stops)
-
-        def lower_extend(m):
-            state = state_of(m)
-            new = _sds((rows, width), jnp.int32, row_sharding(state.tokens.sharding))
-            lens = _sds((rows,), jnp.int32, state.seq_len.sharding)
-            return extend.lower(m.graphdef, m.params, state, new, lens, sampling=sampling, stops=stops)
-
-        layout = rollout.layout
-        if layout != "train":  # the training weights stay beside the rollout's copy
-            resident = (lambda m, during=resident: during(m) + tree_bytes_per_chip(m.params))
-        cache_shape = (mcfg.num_layers, rows, capacity, mcfg.num_kv_heads, mcfg.head_dim)
-        kv_sharding = rollout_rules(layout, rules).sharding(mesh, CACHE_AXES, cache_shape)
-        kv_chip = 2 * math.prod(kv_sharding.shard_shape(cache_shape)) * np.dtype(mcfg.dtype).itemsize
-        steps = rollout.decode_chunk
-        return [
-            _Program(f"{prefix}prefill", f"{prompts} prompts x {plen} tokens (x{group} samples share it), "
-                     f"capacity {capacity}", lower_prefill, lower_prefill, 1, None,
-                     mcfg.flops_per_token(plen) * prompts * plen, 1.0, 0, resident, prompts * plen, layout=layout),
-            _Program(f"{prefix}decode_chunk", f"{rows} slots x {steps} steps, capacity {capacity}", lower_decode,
-                     functools.partial(lower_decode, steps=1), steps, None,
-                     mcfg.flops_per_token(2 * capacity) * rows * steps, float(steps), kv_chip * steps, resident,
-                     rows * steps, layout=layout),
-            _Program(f"{prefix}extend", f"{rows} slots x {width} spliced tokens, capacity {capacity}", lower_extend,
-                     lower_extend, 1, None, mcfg.flops_per_token(2 * capacity) * rows * width, 1.0, kv_chip, resident,
-                     rows * width, layout=layout),
-        ]
-
-    has_rl = cfg.method == "ascl" and cfg.rl.steps > 0
-    rl, ro = cfg.rl, cfg.rollout
-    kl = rl.loss.kl_coef > 0
-    ref_bytes = (lambda m: tree_bytes_per_chip(m.trainable)) if kl else (lambda m: 0)
-
-    def during(m):  # beside a rollout or a log-prob pass: the RL trainer's optimizer state and reference copy
-        return opt_bytes("rl")(m) + ref_bytes(m) if has_rl else 0
-
-    if has_rl:
-        tx = make_optimizer(cfg.optimizer)
-        temperature = 1.0 if ro.sampling.greedy else ro.sampling.temperature
-        rows = rl.prompts_per_step * ro.group_size
-        width = pack_width([ro.max_prompt_tokens + ro.max_new_tokens])
-        programs += rollout_programs("", rl.prompts_per_step, ro.group_size, ro, during)
-
-        def lower_lp(m, rows=rows, micro=rl.micro_batches):
-            return sequence_logprobs.lower(m.graphdef, m.params, rows_of((rows, width), jnp.int32),
-                                           temperature=temperature, num_micro=micro)
-
-        lp_what = f"{rows} rows x {width} tokens, {rl.micro_batches} micro-batches"
-        fwd = mcfg.flops_per_token(width) * rows * width
-        programs.append(_Program("rl_logprobs", lp_what, lower_lp,
-                                 functools.partial(lower_lp, rows=rows // rl.micro_batches, micro=1),
-                                 rl.micro_batches, None, fwd, 1.0, 0, during, rows * width))
-        if kl:
-            programs.append(_Program("ref_logprobs", lp_what + " (reference weights)", lower_lp,
-                                     functools.partial(lower_lp, rows=rows // rl.micro_batches, micro=1),
-                                     rl.micro_batches, None, fwd, 1.0, 0,
-                                     lambda m: opt_bytes("rl")(m) + tree_bytes_per_chip(m.trainable), rows * width,
-                                     same_as="rl_logprobs"))
-
-        def rl_batch(rows, width):
-            b = {"tokens": rows_of((rows, width), jnp.int32), "loss_mask": rows_of((rows, width), jnp.float32),
-                 "old_logprobs": rows_of((rows, width), jnp.float32), "advantages": rows_of((rows,), jnp.float32)}
-            if kl:
-                b["ref_logprobs"] = rows_of((rows, width), jnp.float32)
-            return b
-
-        programs.append(update_programs(
-            "rl_update", "rl", tx, bind_rl_loss(rl.loss, temperature, rl.remat), rl_batch, rows, width,
-            rl.micro_batches, f"{rows} rows x {width} tokens, {rl.micro_batches} micro-batches, remat {rl.remat}",
-            ref_bytes))
-
-    has_eval = cfg.eval.max_prompts > 0 and (cfg.data.task == "demo" or bool(cfg.data.eval_prompts))
-    if has_eval:
-        from ascl_jax.eval.rollout_eval import EVAL_BATCH
-
-        ev = dataclasses.replace(ro, group_size=1, sampling=SamplingConfig(greedy=True),
-                                 max_new_tokens=cfg.eval.max_new_tokens)
-        prompts = min(EVAL_BATCH, cfg.eval.max_prompts)
-        programs += rollout_programs("eval_", prompts, 1, ev, during)
-    return programs
-
-
 # ----- compiling and counting
 
 
@@ -406,7 +134,7 @@ class Planner:
         self.mesh_sizes = dict(self.mesh.shape)
         self.rules = ShardingRules()
         self.model_config = model_config.replace(**({"dtype": cfg.dtype, "param_dtype": cfg.dtype} if cfg.dtype else {}))
-        self._models: dict[tuple, _Model] = {}
+        self._models: dict[tuple, AbstractModel] = {}
         self._compiled: dict[str, Any] = {}
 
     def _txs(self):
@@ -414,13 +142,13 @@ class Planner:
 
         return {"sft": make_optimizer(self.cfg.sft.optimizer), "rl": make_optimizer(self.cfg.optimizer)}
 
-    def _model(self, depth: int | None, unroll, layout: str = "train") -> _Model:
+    def _model(self, depth: int | None, unroll, layout: str = "train") -> AbstractModel:
         from ascl_jax.rollout.layout import rollout_rules
 
         key = (depth, unroll, layout)
         if key not in self._models:
             mcfg = self.model_config if depth is None else self.model_config.replace(num_layers=depth)
-            self._models[key] = _abstract_model(mcfg, rollout_rules(layout, self.rules), self.cfg.lora, self.mesh,
+            self._models[key] = abstract_model(mcfg, rollout_rules(layout, self.rules), self.cfg.lora, self.mesh,
                                                 self._txs(), unroll)
         return self._models[key]
 
@@ -444,7 +172,7 @@ class Planner:
         return RunPlan(self.tpu.name, len(self.devices), str(self.devices[0].device_kind), self.mesh_sizes,
                        self.cfg.model, self.model_config.num_params, out, time.perf_counter() - start)
 
-    def _plan_program(self, prog: _Program, cost: bool = True) -> ProgramPlan:
+    def _plan_program(self, prog: Program, cost: bool = True) -> ProgramPlan:
         import jax
 
         full = self._model(None, 1)
@@ -477,7 +205,7 @@ class Planner:
         chips = len(self.devices)
         plan.model_flops = prog.model_flops / chips
         # Each chip reads the weights gathered over the data and fsdp axes, split over tensor, once a pass.
-        weights = _tree_bytes(full.params) / self.mesh_sizes["tensor"]
+        weights = tree_bytes(full.params) / self.mesh_sizes["tensor"]
         analytic_bytes = prog.weight_passes * weights + prog.cache_bytes
         plan.roofline_seconds = max(plan.model_flops / self.peak, analytic_bytes / self.bandwidth)
         if not cost:
@@ -496,7 +224,7 @@ class Planner:
                 plan.metrics["est_mfu"] = round(plan.model_flops / plan.est_seconds / self.peak, 4)
         return plan
 
-    def _probe_cost(self, prog: _Program) -> tuple[float, float, float]:
+    def _probe_cost(self, prog: Program) -> tuple[float, float, float]:
         """Per-chip (flops, HBM bytes, interconnect bytes) of the full program from loop-free probes (see
         the module doc)."""
         import jax
