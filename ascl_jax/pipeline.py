@@ -38,6 +38,7 @@ from ascl_jax.sft.trainer import SFTTrainer
 from ascl_jax.train_config import TrainConfig
 from ascl_jax.training.checkpoint import Checkpointer
 from ascl_jax.training.metrics_log import MetricsLog, start_wandb, wandb_module
+from ascl_jax.training.out_of_memory import out_of_memory_hint
 
 RUN_ADAPTER_DIR = "adapter"  # with LoRA: the adapters as a PEFT folder
 Progress = Callable[[str, int, int, dict[str, Any]], None]  # (stage, step, total, metrics)
@@ -126,8 +127,10 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
 
     def run_eval(name: str, m: LoadedModel) -> None:
         if eval_prompts:
-            summary, trajs = evaluate(m, fmt, data.tool_for, eval_prompts, cfg.rollout,
-                                      max_new_tokens=cfg.eval.max_new_tokens)
+            with out_of_memory_hint(f"the evaluation ({name})", "lower eval.max_prompts or eval.max_new_tokens, "
+                                    "or set rollout.slots to stream the prompts through fewer decode rows"):
+                summary, trajs = evaluate(m, fmt, data.tool_for, eval_prompts, cfg.rollout,
+                                          max_new_tokens=cfg.eval.max_new_tokens)
             results[name] = summary
             if not lead:
                 return
@@ -139,7 +142,8 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
         sft = SFTTrainer(model, packed, dataclasses.replace(cfg.sft, steps=sft_steps), cfg.seed, metrics,
                          Checkpointer(checkpoints / "sft", keep), record)
         sft.restore_latest()
-        sft.run(cfg.checkpoint.every, on_step=_stage(progress, "sft", sft_steps))
+        with out_of_memory_hint("SFT", _sft_memory_fixes(cfg)):
+            sft.run(cfg.checkpoint.every, on_step=_stage(progress, "sft", sft_steps))
         model = sft.current_model()
         del sft  # its optimizer state would otherwise stay in device memory through RL
     run_eval("after_sft" if sft_steps else "initial", model)
@@ -151,7 +155,8 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
                             Checkpointer(checkpoints / "rl", keep), record, step_offset=sft_steps)
         if not trainer.restore_latest():
             metrics.truncate_after(sft_steps)
-        trainer.run(on_step=_stage(progress, "rl", cfg.rl.steps))
+        with out_of_memory_hint("RL", _rl_memory_fixes(cfg)):
+            trainer.run(on_step=_stage(progress, "rl", cfg.rl.steps))
         model = trainer.current_model()
         run_eval("after_rl", model)
     metrics.close()
@@ -159,6 +164,21 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
     if cfg.lora.enabled:  # and the adapters alone, for PEFT on the base checkpoint
         write_peft_adapter(run_dir / RUN_ADAPTER_DIR, model.params, cfg.lora, cfg.model)
     return {"results": results, "run_dir": str(run_dir), "metrics": metrics.read()}
+
+
+def _sft_memory_fixes(cfg: TrainConfig) -> str:
+    sft = cfg.sft
+    return (f"raise sft.micro_batches (now {sft.micro_batches}; it must divide sft.batch_size={sft.batch_size}), "
+            f"set sft.remat=full (now {sft.remat}), or lower sft.max_tokens (now {sft.max_tokens})")
+
+
+def _rl_memory_fixes(cfg: TrainConfig) -> str:
+    rl, rollout = cfg.rl, cfg.rollout
+    rows = rl.prompts_per_step * rollout.group_size
+    return (f"raise rl.micro_batches (now {rl.micro_batches}: {rows // rl.micro_batches} of the {rows} rollouts "
+            f"of a step at once), set rl.remat=full (now {rl.remat}), or lower rollout.max_prompt_tokens / "
+            f"rollout.max_new_tokens (now {rollout.max_prompt_tokens} / {rollout.max_new_tokens}); "
+            "the same command resumes from the last checkpoint")
 
 
 def _stage(progress: Progress | None, name: str, total: int):
@@ -179,9 +199,23 @@ def _check_prompt_lengths(data: TaskData, fmt: ChatFormat, cfg: TrainConfig) -> 
                             f"is {limit}: raise it or shorten the prompt")
 
 
+# Settings that trade memory for compute and leave the run's mathematics alone (gradient accumulation over
+# more micro-batches, layers recomputed in the backward pass): a run that ran out of memory resumes with them.
+MEMORY_SETTINGS = (("sft", "micro_batches"), ("sft", "remat"), ("rl", "micro_batches"), ("rl", "remat"))
+
+
+def _without_memory_settings(record: dict[str, Any]) -> dict[str, Any]:
+    out = dict(record)
+    for section, key in MEMORY_SETTINGS:
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k != key}
+    return out
+
+
 def _check_same_config(run_dir: Path, record: dict[str, Any], checkpoints: epath.Path) -> None:
-    """A run folder belongs to one config: resuming it with another would mix two runs. A folder that
-    holds no metrics and no checkpoint has no run in it yet (e.g. a start that stopped on a bad file)."""
+    """A run folder belongs to one config: resuming it with another would mix two runs (`MEMORY_SETTINGS`
+    may differ). A folder that holds no metrics and no checkpoint has no run in it yet (e.g. a start that
+    stopped on a bad file)."""
     path = run_dir / "config.yaml"
     if not path.exists():
         return
@@ -189,9 +223,10 @@ def _check_same_config(run_dir: Path, record: dict[str, Any], checkpoints: epath
         (checkpoints / stage).exists() and any((checkpoints / stage).iterdir()) for stage in ("sft", "rl"))
     if not started:
         return
-    old = yaml.safe_load(path.read_text())
-    if old != record:
-        diffs = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+    old = _without_memory_settings(yaml.safe_load(path.read_text()))
+    new = _without_memory_settings(record)
+    if old != new:
+        diffs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise UserError(
             f"{run_dir} holds a run with another config (differs in: {', '.join(diffs)}); "
             "use a new run_dir=... or delete the folder"
