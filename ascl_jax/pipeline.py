@@ -23,7 +23,7 @@ from ascl_jax.config_io import to_dict
 from ascl_jax.data import demo
 from ascl_jax.data.prompts import load_prompts
 from ascl_jax.errors import UserError
-from ascl_jax.eval.benchmarks import fixed_subset
+from ascl_jax.eval.benchmarks import stratified_subset
 from ascl_jax.eval.rollout_eval import evaluate
 from ascl_jax.models.lora_export import write_peft_adapter
 from ascl_jax.models.registry import RUN_MODEL_DIR, LoadedModel, export_hf, load_model
@@ -54,10 +54,13 @@ class TaskData:
 
 def eval_selection(prompts: list[Prompt], max_prompts: int) -> list[Prompt]:
     """The held-out prompts evaluated after each stage: all of them, or a fixed random `max_prompts` of them
-    (an evaluation file lists its sets one after another, so its first N would be one set)."""
+    spread evenly over the file's sets (an evaluation file lists its sets one after another, so its first N
+    would be one set, and a few dozen drawn from the whole file can miss a class)."""
     if max_prompts <= 0:
         return []
-    return list(prompts) if len(prompts) <= max_prompts else fixed_subset(list(prompts), max_prompts)
+    if len(prompts) <= max_prompts:
+        return list(prompts)
+    return stratified_subset(list(prompts), max_prompts, salt="stage-evaluation")
 
 
 def task_data(cfg: TrainConfig, fmt: ChatFormat) -> TaskData:

@@ -221,6 +221,19 @@ def test_eval_after_each_stage_draws_from_every_set_of_a_long_file():
 
     prompts = [P(f"jbb-{i}", f"h {i}") for i in range(100)] + [P(f"gsm-{i}", f"u {i}", "utility") for i in range(100)]
     picked = eval_selection(prompts, 24)
-    assert len(picked) == 24 and {p.meta["class"] for p in picked} == {"harmful", "utility"}
+    assert len(picked) == 24 and [p.meta["class"] for p in picked] == ["harmful"] * 12 + ["utility"] * 12
+    assert [p.id for p in picked[:12]] != [f"jbb-{i}" for i in range(12)]  # random within a set, in file order
+    # Rows an earlier step chose by the unsalted id hash (`ascl data prompts --eval-subset`) are not ranked
+    # first again: with 100 such rows of a 1000-row set beside a 100-row set, both sets still get half.
+    from ascl_jax.eval.benchmarks import fixed_subset
+    chosen = fixed_subset([P(f"gsm8k-{i}", f"u {i}", "utility") for i in range(1000)], 100)
+    mixed = [P(f"jailbreakbench-{i}", f"h {i}") for i in range(100)] + chosen
+    assert sorted(p.meta["class"] for p in eval_selection(mixed, 24)) == ["harmful"] * 12 + ["utility"] * 12
+    # A set smaller than its share gives the rest to the others; the result keeps file order.
+    small = [P("x-0", "b", "benign")] + prompts
+    got = eval_selection(small, 24)
+    assert len(got) == 24 and got[0].id == "x-0" and got == sorted(got, key=small.index)
+    counts = {c: sum(p.meta["class"] == c for p in got) for c in ("benign", "harmful", "utility")}
+    assert counts == {"benign": 1, "harmful": 12, "utility": 11}
     assert picked == eval_selection(prompts, 24) and eval_selection(prompts, 0) == []
     assert eval_selection(prompts[:10], 24) == prompts[:10]

@@ -205,6 +205,29 @@ def fixed_subset(prompts: list[Prompt], n: int) -> list[Prompt]:
     return [prompts[i] for i in keep]
 
 
+def stratified_subset(prompts: list[Prompt], n: int, salt: str) -> list[Prompt]:
+    """N prompts spread evenly over the sets of a mixed file (its `benchmark` meta, else `class`), in file order.
+
+    Each set gets n // sets prompts, and the first n % sets sets (in file order) one more; a set smaller
+    than its share gives the rest to the others. Within a set the choice is a fixed random one, ranked by a
+    hash of `salt` and the id: the salt keeps it independent of `fixed_subset`, which may have chosen the
+    file's rows by the unsalted hash (`ascl data prompts --eval-subset`), so that ranking them by that hash
+    again would put whole sets first."""
+    if n < 1:
+        raise UserError(f"subset must be >= 1, got {n}")
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(str(p.meta.get("benchmark") or p.meta.get("class") or ""), []).append(i)
+    rank = lambda i: hashlib.sha256(f"{salt}:{prompts[i].id}".encode()).hexdigest()  # noqa: E731
+    queues = [sorted(idx, key=rank) for idx in groups.values()]
+    keep: list[int] = []
+    while len(keep) < min(n, len(prompts)):  # round-robin over the sets that still have prompts
+        for q in queues:
+            if q and len(keep) < n:
+                keep.append(q.pop(0))
+    return [prompts[i] for i in sorted(keep)]
+
+
 # Convenience loaders over the shipped files (a path may be given instead).
 def load_xstest(path: str | Path | None = None) -> list[Prompt]:
     return BENCHMARKS["xstest"].load_file(path or BENCHMARKS["xstest"].default_path())
