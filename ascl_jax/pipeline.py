@@ -169,10 +169,13 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
     return {"results": results, "run_dir": str(run_dir), "metrics": metrics.read()}
 
 
+_RESUMES = "the run folder resumes from its last checkpoint with new micro_batches / remat"
+
+
 def _sft_memory_fixes(cfg: TrainConfig) -> str:
     sft = cfg.sft
     return (f"raise sft.micro_batches (now {sft.micro_batches}; it must divide sft.batch_size={sft.batch_size}), "
-            f"set sft.remat=full (now {sft.remat}), or lower sft.max_tokens (now {sft.max_tokens})")
+            f"set sft.remat=full (now {sft.remat}), or lower sft.max_tokens (now {sft.max_tokens}); {_RESUMES}")
 
 
 def _rl_memory_fixes(cfg: TrainConfig) -> str:
@@ -180,8 +183,7 @@ def _rl_memory_fixes(cfg: TrainConfig) -> str:
     rows = rl.prompts_per_step * rollout.group_size
     return (f"raise rl.micro_batches (now {rl.micro_batches}: {rows // rl.micro_batches} of the {rows} rollouts "
             f"of a step at once), set rl.remat=full (now {rl.remat}), or lower rollout.max_prompt_tokens / "
-            f"rollout.max_new_tokens (now {rollout.max_prompt_tokens} / {rollout.max_new_tokens}); "
-            "the same command resumes from the last checkpoint")
+            f"rollout.max_new_tokens (now {rollout.max_prompt_tokens} / {rollout.max_new_tokens}); {_RESUMES}")
 
 
 def _stage(progress: Progress | None, name: str, total: int):

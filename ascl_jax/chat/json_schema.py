@@ -93,23 +93,14 @@ def _article(type_name: str) -> str:
     )
 
 
+# bool before int: a bool is an int in Python, but not in JSON.
+_TYPE_NAMES = ((type(None), "null"), (bool, "a boolean"), (int, "an integer"), (float, "a number"),
+               (str, "a string"), (list, "an array"), (dict, "an object"))
+
+
 def json_type(value: Any) -> str:
     """The JSON type of `value` with its article, as error messages name it ("an integer", "null")."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    return next((name for kind, name in _TYPE_NAMES if isinstance(value, kind)), type(value).__name__)
 
 
 def short_json(value: Any, limit: int = 60) -> str:

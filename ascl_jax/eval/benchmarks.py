@@ -200,9 +200,14 @@ def fixed_subset(prompts: list[Prompt], n: int) -> list[Prompt]:
     elsewhere in it."""
     if n < 1:
         raise UserError(f"subset must be >= 1, got {n}")
-    ranked = sorted(range(len(prompts)), key=lambda i: hashlib.sha256(prompts[i].id.encode()).hexdigest())
+    ranked = sorted(range(len(prompts)), key=lambda i: _id_rank(prompts[i].id))
     keep = sorted(ranked[:n])
     return [prompts[i] for i in keep]
+
+
+def _id_rank(prompt_id: str, salt: str = "") -> str:
+    """A prompt's place in a fixed random order: the hash of its id (after `salt:` when salted)."""
+    return hashlib.sha256((f"{salt}:{prompt_id}" if salt else prompt_id).encode()).hexdigest()
 
 
 def stratified_subset(prompts: list[Prompt], n: int, salt: str) -> list[Prompt]:
@@ -218,14 +223,10 @@ def stratified_subset(prompts: list[Prompt], n: int, salt: str) -> list[Prompt]:
     groups: dict[str, list[int]] = {}
     for i, p in enumerate(prompts):
         groups.setdefault(str(p.meta.get("benchmark") or p.meta.get("class") or ""), []).append(i)
-    rank = lambda i: hashlib.sha256(f"{salt}:{prompts[i].id}".encode()).hexdigest()  # noqa: E731
-    queues = [sorted(idx, key=rank) for idx in groups.values()]
-    keep: list[int] = []
-    while len(keep) < min(n, len(prompts)):  # round-robin over the sets that still have prompts
-        for q in queues:
-            if q and len(keep) < n:
-                keep.append(q.pop(0))
-    return [prompts[i] for i in sorted(keep)]
+    # Round-robin over the sets: every set's k-th pick comes before any set's (k+1)-th.
+    order = sorted((k, g, i) for g, idx in enumerate(groups.values())
+                   for k, i in enumerate(sorted(idx, key=lambda i: _id_rank(prompts[i].id, salt))))
+    return [prompts[i] for i in sorted(i for _, _, i in order[:n])]
 
 
 # Convenience loaders over the shipped files (a path may be given instead).
