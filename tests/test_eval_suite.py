@@ -228,6 +228,7 @@ def test_grade_scores_outside_completions(tmp_path, capsys):
     assert m["graded_prompts"] == 2 and np.isfinite(m["consult_rate"])
 
 
+@shipped
 def test_grade_bad_files(tmp_path, capsys):
     f = tmp_path / "c.jsonl"
     for text, message in ((json.dumps({"id": "gsm8k-1", "completion": 3}) + "\n", "c.jsonl:1: 'completion' must be a string"),
