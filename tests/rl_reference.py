@@ -43,6 +43,8 @@ def ref_rloo(rewards, group_size):
 
 def ref_ifpo(rewards, behaviour, group_size, alpha=1.0, max_weight=None, scope="group", scale="std",
              positive_only=False, eps=1e-6, std_ddof=0):
+    """The inverse_count weighting w_i = min((|G| / (K n_{b_i}))^alpha, max_weight), with its former
+    defaults (alpha 1, no cap). Returns (advantages, weights), float64."""
     base = ref_grpo(rewards, group_size, scale, eps, std_ddof)
     b = [int(x) for x in behaviour]
     adv, weights = [], []
@@ -57,6 +59,33 @@ def ref_ifpo(rewards, behaviour, group_size, alpha=1.0, max_weight=None, scope="
         w = (len(members) / (k * n)) ** alpha
         if max_weight is not None:
             w = min(w, max_weight)
+        if positive_only and not base[i] > 0:
+            w = 1.0
+        weights.append(w)
+        adv.append(w * base[i])
+    return np.array(adv), np.array(weights)
+
+
+def ref_ifpo_paper(rewards, behaviour, group_size, alpha=0.5, w_min=0.5, w_max=3.0, scope="group", scale="std",
+                   positive_only=False, eps=1e-6, std_ddof=0):
+    """Eq. 3 of arXiv 2602.13562 by loops: u_i = (|G| / N_{m_i})^alpha, w_i = clip(u_i / mean_j u_j, w_min,
+    w_max), A_i = w_i * GRPO advantage. Returns (advantages, weights), float64."""
+    base = ref_grpo(rewards, group_size, scale, eps, std_ddof)
+    b = [int(x) for x in behaviour]
+    adv, weights = [], []
+    for i in range(len(b)):
+        if scope == "group":
+            start = (i // group_size) * group_size
+            members = b[start:start + group_size]
+        else:
+            members = b
+        u = [(len(members) / sum(1 for y in members if y == x)) ** alpha for x in members]
+        mine = (len(members) / sum(1 for y in members if y == b[i])) ** alpha
+        w = mine / (sum(u) / len(u))
+        if w_min is not None:
+            w = max(w, w_min)
+        if w_max is not None:
+            w = min(w, w_max)
         if positive_only and not base[i] > 0:
             w = 1.0
         weights.append(w)

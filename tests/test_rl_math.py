@@ -26,7 +26,7 @@ from ascl_jax.rl.advantages import (
     rloo_advantages,
 )
 from ascl_jax.rl.loss import LOSS_AGGREGATIONS, policy_loss, token_logprobs
-from tests.rl_reference import ref_grpo, ref_ifpo, ref_policy_loss, ref_rloo
+from tests.rl_reference import ref_grpo, ref_ifpo, ref_ifpo_paper, ref_policy_loss, ref_rloo
 
 HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 AGGS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
@@ -66,6 +66,14 @@ _ifpo_options = st.fixed_dictionaries({
     "scale": st.sampled_from(["std", "none"]),
     "positive_only": st.booleans(),
 })
+
+
+def _former(opts):
+    """ifpo_advantages options that give the inverse_count weighting as ref_ifpo computes it from `opts`
+    (its cap max_weight is w_max; no floor; alpha 1 by default)."""
+    rest = dict(opts)
+    return {"weighting": "inverse_count", "alpha": rest.pop("alpha", 1.0), "w_min": None,
+            "w_max": rest.pop("max_weight", None), **rest}
 
 
 @st.composite
@@ -123,7 +131,7 @@ def test_grpo_and_rloo_match_reference(batch, scale):
 @given(grouped_batch(), _ifpo_options)
 def test_ifpo_matches_reference(batch, opts):
     rewards, keys, g = batch
-    adv, w = ifpo_advantages(rewards, keys, g, **opts)
+    adv, w = ifpo_advantages(rewards, keys, g, **_former(opts))
     ref_adv, ref_w = ref_ifpo(rewards, keys, g, **opts)
     assert adv.dtype == jnp.float32 and w.dtype == jnp.float32 and adv.shape == w.shape == rewards.shape
     np.testing.assert_allclose(w, ref_w, rtol=1e-5, atol=1e-6)
@@ -135,18 +143,20 @@ def test_ifpo_matches_reference(batch, opts):
 def test_ifpo_properties(batch, scale, scope):
     rewards, keys, g = batch
     base = grpo_advantages(rewards, g, scale=scale)
-    # alpha = 0 is exactly GRPO, whatever the behaviours.
-    adv0, w0 = ifpo_advantages(rewards, keys, g, alpha=0.0, scale=scale, scope=scope)
-    np.testing.assert_array_equal(adv0, base)
-    np.testing.assert_array_equal(w0, np.ones_like(rewards))
-    # alpha = 1, no cap, scope group: each group's weights sum to G (equal share per behaviour).
-    _, w1 = ifpo_advantages(rewards, keys, g, alpha=1.0, scale=scale)
+    for weighting in ("paper", "inverse_count"):
+        # alpha = 0 is exactly GRPO, whatever the behaviours.
+        adv0, w0 = ifpo_advantages(rewards, keys, g, weighting=weighting, alpha=0.0, scale=scale, scope=scope)
+        np.testing.assert_array_equal(adv0, base)
+        np.testing.assert_array_equal(w0, np.ones_like(rewards))
+        # One behaviour everywhere (K = 1) gives weight exactly 1 for every alpha and scope.
+        for alpha in (0.5, 1.0, 2.0):
+            adv, w = ifpo_advantages(rewards, np.full_like(keys, 7), g, weighting=weighting, alpha=alpha, scale=scale,
+                                     scope=scope)
+            np.testing.assert_array_equal(w, np.ones_like(rewards))
+            np.testing.assert_array_equal(adv, base)
+    # inverse_count, alpha = 1, no bounds, scope group: each group's weights sum to G (equal share per behaviour).
+    _, w1 = ifpo_advantages(rewards, keys, g, **_former({"scale": scale}))
     np.testing.assert_allclose(np.asarray(w1).reshape(-1, g).sum(axis=1), g, rtol=1e-5)
-    # One behaviour everywhere (K = 1) gives weight exactly 1 for every alpha and scope.
-    for alpha in (0.5, 1.0, 2.0):
-        adv, w = ifpo_advantages(rewards, np.full_like(keys, 7), g, alpha=alpha, scale=scale, scope=scope)
-        np.testing.assert_array_equal(w, np.ones_like(rewards))
-        np.testing.assert_array_equal(adv, base)
 
 
 @HYP
@@ -155,26 +165,27 @@ def test_equal_rewards_give_exactly_zero_advantages(batch, value, opts):
     _, keys, g = batch
     rewards = np.full(keys.shape, value, np.float32)
     for est in (grpo_advantages(rewards, g), grpo_advantages(rewards, g, scale="none"), rloo_advantages(rewards, g),
-                ifpo_advantages(rewards, keys, g, **opts)[0]):
+                ifpo_advantages(rewards, keys, g, **_former(opts))[0], ifpo_advantages(rewards, keys, g)[0]):
         np.testing.assert_array_equal(est, np.zeros_like(rewards))
 
 
-def test_ifpo_worked_example():
+def test_ifpo_inverse_count_worked_example():
     # G = 4, one consulting rollout among four: n = (1, 3), K = 2 -> w = 4/(2*1) = 2 and 4/(2*3) = 2/3.
     rewards = np.array([1.0, 0.0, 0.0, 1.0], np.float32)
     keys = np.array([1, 0, 0, 0], np.int32)
-    adv, w = ifpo_advantages(rewards, keys, 4)
+    former = _former({})
+    adv, w = ifpo_advantages(rewards, keys, 4, **former)
     np.testing.assert_allclose(w, [2.0, 2 / 3, 2 / 3, 2 / 3], rtol=1e-6)
     np.testing.assert_allclose(adv, np.array([2.0, -2 / 3, -2 / 3, 2 / 3]) * 1.0 / (1.0 + 1e-6), rtol=1e-5)
-    _, w_cap = ifpo_advantages(rewards, keys, 4, max_weight=1.5)
+    _, w_cap = ifpo_advantages(rewards, keys, 4, **{**former, "w_max": 1.5})
     np.testing.assert_allclose(w_cap, [1.5, 2 / 3, 2 / 3, 2 / 3], rtol=1e-6)
-    adv_pos, w_pos = ifpo_advantages(rewards, keys, 4, positive_only=True)
+    adv_pos, w_pos = ifpo_advantages(rewards, keys, 4, **former, positive_only=True)
     np.testing.assert_allclose(w_pos, [2.0, 1.0, 1.0, 2 / 3], rtol=1e-6)  # Â = +1, -1, -1, +1
     np.testing.assert_allclose(adv_pos, w_pos * np.array([1, -1, -1, 1]) / (1 + 1e-6), rtol=1e-5)
     # Scope batch: counts over both groups (B = 8, keys 1 twice, 0 six times, K = 2).
     r2 = np.concatenate([rewards, rewards])
     k2 = np.array([1, 0, 0, 0, 0, 0, 0, 1], np.int32)
-    _, wb = ifpo_advantages(r2, k2, 4, scope="batch")
+    _, wb = ifpo_advantages(r2, k2, 4, **former, scope="batch")
     np.testing.assert_allclose(wb, [2.0] + [8 / 12] * 6 + [2.0], rtol=1e-6)
 
 
@@ -182,13 +193,14 @@ def test_advantages_under_jit():
     rewards = np.array([1, 0, 0, 1, 0.5, 0.5, 0.5, 0.5, 2, -1, 0, 3], np.float32)
     keys = np.array([5, -9, -9, 5, 1, 1, 1, 1, 2**31 - 1, 0, 0, -2**31], np.int32)
     for opts in ({}, {"alpha": 2.0, "max_weight": 3.0, "scope": "batch", "positive_only": True, "scale": "none"}):
-        f = jax.jit(partial(ifpo_advantages, group_size=4, **opts))
+        f = jax.jit(partial(ifpo_advantages, group_size=4, **_former(opts)))
         adv, w = f(rewards, keys)
         ref_adv, ref_w = ref_ifpo(rewards, keys, 4, **opts)
         np.testing.assert_allclose(adv, ref_adv, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(w, ref_w, rtol=1e-5, atol=1e-6)
-    # traced alpha and max_weight are accepted too
-    adv, _ = jax.jit(lambda r, k, a, c: ifpo_advantages(r, k, 4, alpha=a, max_weight=c))(rewards, keys, 0.5, 1.2)
+    # traced alpha and cap are accepted too
+    traced = jax.jit(lambda r, k, a, c: ifpo_advantages(r, k, 4, weighting="inverse_count", alpha=a, w_min=None, w_max=c))
+    adv, _ = traced(rewards, keys, 0.5, 1.2)
     np.testing.assert_allclose(adv, ref_ifpo(rewards, keys, 4, alpha=0.5, max_weight=1.2)[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jax.jit(partial(grpo_advantages, group_size=3))(rewards), ref_grpo(rewards, 3), atol=1e-5)
     np.testing.assert_allclose(jax.jit(partial(rloo_advantages, group_size=6))(rewards), ref_rloo(rewards, 6), atol=1e-5)
@@ -214,12 +226,14 @@ def test_estimator_registry():
         ("grpo", ref_grpo(rewards, 4)),
         ("drgrpo", ref_grpo(rewards, 4, "none")),
         ("rloo", ref_rloo(rewards, 4)),
-        ("ifpo", ref_ifpo(rewards, keys, 4)[0]),
+        ("ifpo", ref_ifpo_paper(rewards, keys, 4)[0]),
     ):
         adv, w = get_advantage_estimator(name)(rewards, keys, 4)
         np.testing.assert_allclose(adv, expected, rtol=1e-5, atol=1e-6)
         assert w.shape == rewards.shape
-    adv, _ = get_advantage_estimator("ifpo")(rewards, keys, 4, alpha=0.5, scope="batch")
+    adv, _ = get_advantage_estimator("ifpo")(rewards, keys, 4, alpha=1.0, scope="batch")
+    np.testing.assert_allclose(adv, ref_ifpo_paper(rewards, keys, 4, alpha=1.0, scope="batch")[0], rtol=1e-5, atol=1e-6)
+    adv, _ = get_advantage_estimator("ifpo")(rewards, keys, 4, **_former({"alpha": 0.5, "scope": "batch"}))
     np.testing.assert_allclose(adv, ref_ifpo(rewards, keys, 4, alpha=0.5, scope="batch")[0], rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="grpo, drgrpo, rloo, ifpo"):
         get_advantage_estimator("ppo")
@@ -242,8 +256,12 @@ def test_advantage_validation():
         ifpo_advantages(r, k, 3, scope="prompt")
     with pytest.raises(ConfigError, match="alpha"):
         ifpo_advantages(r, k, 3, alpha=-1.0)
-    with pytest.raises(ConfigError, match="max_weight"):
-        ifpo_advantages(r, k, 3, max_weight=0.0)
+    with pytest.raises(ConfigError, match="w_max"):
+        ifpo_advantages(r, k, 3, w_max=0.0)
+    with pytest.raises(ConfigError, match="w_min"):
+        ifpo_advantages(r, k, 3, w_min=-0.1)
+    with pytest.raises(ConfigError, match="'paper', 'inverse_count'"):
+        ifpo_advantages(r, k, 3, weighting="uniform")
     with pytest.raises(ValueError, match="behaviour"):
         ifpo_advantages(r, k[:3], 3)
 

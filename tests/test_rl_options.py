@@ -21,7 +21,7 @@ from ascl_jax.rl.correction import mismatch_weights
 from ascl_jax.rl.dynamic_sampling import groups_with_spread, select_groups
 from ascl_jax.rl.loss import policy_loss
 from ascl_jax.rl.rewards import RewardBatch
-from tests.rl_reference import ref_grpo, ref_ifpo, ref_mismatch_weights, ref_policy_loss
+from tests.rl_reference import ref_grpo, ref_ifpo_paper, ref_mismatch_weights, ref_policy_loss
 
 HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 f32 = partial(st.floats, width=32)
@@ -51,7 +51,7 @@ def test_grpo_scale_and_ddof_match_reference(batch, scale, ddof, eps):
     got = grpo_advantages(rewards, g, scale=scale, eps=eps, std_ddof=ddof)
     np.testing.assert_allclose(got, ref_grpo(rewards, g, scale, eps, ddof), rtol=2e-5, atol=2e-5)
     adv, w = ifpo_advantages(rewards, keys, g, scale=scale, eps=eps, std_ddof=ddof)
-    ref_adv, ref_w = ref_ifpo(rewards, keys, g, scale=scale, eps=eps, std_ddof=ddof)
+    ref_adv, ref_w = ref_ifpo_paper(rewards, keys, g, scale=scale, eps=eps, std_ddof=ddof)
     np.testing.assert_allclose(w, ref_w, rtol=1e-5)
     np.testing.assert_allclose(adv, ref_adv, rtol=2e-5, atol=2e-5)
 

@@ -2,16 +2,18 @@
 
 All functions are pure and jit-able. Rows of one group are contiguous: rows ``g*G .. g*G+G-1`` are the G
 rollouts of prompt g, so a batch of B rows holds B/G groups. ``group_size`` and every option are static
-(Python values); only the arrays are traced.
+(Python values); only the arrays are traced, and ``alpha``, ``w_min``, ``w_max`` may be traced too.
 
-The IFPO formulas are this project's own definition, built to match the abstract of Wang et al.
-(arXiv 2602.13562); every choice is a named option so the paper's exact variant is a config change.
+IFPO's default weighting is Eq. 3 of Wang et al., "Mitigating the Safety-Utility Trade-off in LLM Alignment
+via Adaptive Safe Context Learning", arXiv 2602.13562 v1 (ICML 2026), §4.3, with the paper's τ = 0.5.
+The paper does not give its clip bounds w_min, w_max; the defaults 0.5 and 3.0 are this project's choice
+(see ``ifpo_advantages``). The project's earlier weighting stays available as ``weighting="inverse_count"``.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +23,14 @@ from ascl_jax.errors import ConfigError
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "BEHAVIOUR_KINDS",
+    "ESTIMATOR_OPTIONS",
+    "IFPO_ALPHA",
+    "IFPO_WEIGHTINGS",
+    "IFPO_W_MAX",
+    "IFPO_W_MIN",
+    "IfpoWeighting",
     "behaviour_keys",
+    "check_ifpo_options",
     "get_advantage_estimator",
     "grpo_advantages",
     "ifpo_advantages",
@@ -31,6 +40,16 @@ __all__ = [
 _SCALES = ("std", "batch", "none")
 _SCOPES = ("group", "batch")
 BEHAVIOUR_KINDS = ("consulted", "consulted_ok", "num_calls", "category")
+
+# "paper": Eq. 3 of arXiv 2602.13562 (mean-normalised inverse frequency); "inverse_count": (G / (K n_b))^alpha.
+IfpoWeighting = Literal["paper", "inverse_count"]
+IFPO_WEIGHTINGS: tuple[str, ...] = get_args(IfpoWeighting)
+IFPO_ALPHA = 0.5  # the paper's τ
+# Clip bounds of the weight, this project's choice (the paper gives none). At alpha 0.5 the weights of a
+# group of 8 lie in [0.667, 2.194] whatever the keys, so neither bound binds at the paper's G = 8; in a group
+# of 16 only one rollout against 15 binds (3.283 -> 3.0). See ifpo_advantages for the numbers.
+IFPO_W_MIN = 0.5
+IFPO_W_MAX = 3.0
 
 
 def _check_choice(what: str, value, choices: tuple[str, ...]) -> None:
@@ -127,36 +146,79 @@ def _distinct_and_counts(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
     return n, k
 
 
+def check_ifpo_options(weighting, alpha, w_min, w_max, prefix: str = "") -> None:
+    """Raises ConfigError for an IFPO option out of range; traced values are not checked. ``prefix`` goes
+    before each key in the message (the config passes "rl.advantage.")."""
+    _check_choice(f"{prefix}weighting", weighting, IFPO_WEIGHTINGS)
+    if isinstance(alpha, numbers.Real) and alpha < 0:
+        raise ConfigError(f"{prefix}alpha={alpha!r} must be >= 0 (0 is plain GRPO; the paper's τ is 0.5)")
+    if isinstance(w_min, numbers.Real) and w_min < 0:
+        raise ConfigError(f"{prefix}w_min={w_min!r} must be >= 0 (or null for no lower bound)")
+    if isinstance(w_max, numbers.Real) and w_max <= 0:
+        raise ConfigError(f"{prefix}w_max={w_max!r} must be > 0 (or null for no upper bound)")
+    if isinstance(w_min, numbers.Real) and isinstance(w_max, numbers.Real) and w_min > w_max:
+        raise ConfigError(f"{prefix}w_min={w_min!r} must be <= {prefix}w_max={w_max!r}")
+
+
+def _power(ratio: jax.Array, alpha) -> jax.Array:
+    """ratio ** alpha, exact for a static alpha of 0 (all ones) or 1 (the ratio itself)."""
+    if isinstance(alpha, numbers.Real) and alpha == 0:
+        return jnp.ones_like(ratio)
+    if isinstance(alpha, numbers.Real) and alpha == 1:
+        return ratio
+    return jnp.power(ratio, jnp.asarray(alpha, jnp.float32))
+
+
 def ifpo_advantages(
     rewards: jax.Array,
     behaviour: jax.Array,
     group_size: int,
     *,
-    alpha: float = 1.0,
-    max_weight: float | None = None,
+    weighting: IfpoWeighting = "paper",
+    alpha: float = IFPO_ALPHA,
+    w_min: float | None = IFPO_W_MIN,
+    w_max: float | None = IFPO_W_MAX,
     scope: str = "group",
     scale: str = "std",
     positive_only: bool = False,
     eps: float = 1e-6,
     std_ddof: int = 0,
 ) -> tuple[jax.Array, jax.Array]:
-    """Inverse Frequency Policy Optimization advantages (DESIGN §1, this project's definition).
+    """Inverse Frequency Policy Optimization advantages A_i = w_i · Â_i.
 
-    Â_i is the GRPO advantage (group-relative always). With n_b the number of rows with key b and K the
-    number of distinct keys, both counted over the group of G rows (``scope="group"``) or over the whole
-    batch of B rows (``scope="batch"``, G then reads B):
+    Â_i is the GRPO advantage (group-relative always). Counts are taken over the group of G rows
+    (``scope="group"``, as the paper) or over the whole batch of B rows (``scope="batch"``, G then reads B):
+    n_b rows have key b, K keys are distinct.
 
-        w_i = (G / (K · n_{b_i}))^alpha,  optionally min(w_i, max_weight);   A_i = w_i · Â_i.
+    ``weighting="paper"`` (Eq. 3 of arXiv 2602.13562, alpha is its τ):
+        u_i = (G / n_{b_i})^alpha,  w_i = clip(u_i / mean_j u_j, w_min, w_max).
+      Before the clip a group's weights average exactly 1. Worked values at G = 8, alpha = 0.5: 7 consult /
+      1 direct -> 0.829 / 2.194; 6 / 2 -> 0.845 / 1.464; 4 / 4 -> 1 / 1.
+    ``weighting="inverse_count"`` (this project's earlier definition):
+        w_i = clip((G / (K · n_{b_i}))^alpha, w_min, w_max).
+      With alpha = 1 and no bounds each behaviour's weights sum to G / K; that exact former default is
+      ``alpha=1.0, w_min=None, w_max=None`` (its former cap ``max_weight=c`` is ``w_max=c``).
 
-    With alpha = 1 and no cap the weights of a group sum to G (each behaviour gets an equal share);
-    alpha = 0 is exactly GRPO; K = 1 gives weight exactly 1.
+    Either way one behaviour in the set (K = 1) gives weight exactly 1 before the clip, so with bounds
+    around 1 that group is exactly GRPO, and alpha = 0 is exactly GRPO everywhere.
+
+    The bounds are this project's choice (the paper gives none). At alpha = 0.5 with two behaviours (the
+    default key) the paper weights lie in [0.829, 2.194] for G = 8 and [0.829, 3.283] for G = 16 (the top
+    being one rollout against G - 1: G / (1 + sqrt(G - 1))), and never below 2(sqrt(2) - 1) = 0.828 for any
+    G. With many-valued keys (num_calls, category) the lowest is 0.667 for G = 8 and 0.519 for G = 16. So
+    w_max = 3.0 leaves the paper's G = 8 untouched and binds only for one rollout in 16 or more (3.283 -> 3
+    at 16, 4.872 -> 3 at 32): no rollout's advantage grows past 3x its GRPO value. w_min = 0.5 binds only
+    for many-valued keys in groups over 16: the common behaviour keeps at least half its GRPO advantage.
+    Once a bound binds, the group's mean weight is no longer 1.
 
     Args:
       rewards: f32[B].
       behaviour: i32[B] behaviour keys; any int values (see ``behaviour_keys``).
       group_size: G, static.
-      alpha: exponent, >= 0.
-      max_weight: optional cap on w_i (> 0).
+      weighting: "paper" or "inverse_count".
+      alpha: exponent (the paper's τ), >= 0.
+      w_min: lower clip bound of w (>= 0), or None for none.
+      w_max: upper clip bound of w (> 0, >= w_min), or None for none.
       scope: "group" or "batch".
       scale: "std", "batch" or "none", for Â (see ``grpo_advantages``).
       positive_only: apply w only where Â_i > 0 (a rare behaviour's successes are amplified, not its
@@ -169,10 +231,7 @@ def ifpo_advantages(
       weights * grpo_advantages(...) always (with positive_only, rows with Â_i <= 0 report 1).
     """
     _check_choice("scope", scope, _SCOPES)
-    if isinstance(alpha, numbers.Real) and alpha < 0:
-        raise ConfigError(f"alpha={alpha!r} must be >= 0 (0 is plain GRPO, 1 gives each behaviour an equal share)")
-    if max_weight is not None and isinstance(max_weight, numbers.Real) and max_weight <= 0:
-        raise ConfigError(f"max_weight={max_weight!r} must be > 0 (or None for no cap)")
+    check_ifpo_options(weighting, alpha, w_min, w_max)
     base = grpo_advantages(rewards, group_size, scale=scale, eps=eps, std_ddof=std_ddof)
     keys = jnp.asarray(behaviour)
     if keys.shape != base.shape:
@@ -182,16 +241,18 @@ def ifpo_advantages(
     # [groups, G] for scope group, [1, B] for scope batch: [1, B] makes the pairwise comparison [B, B].
     sets = _grouped(keys, group_size, "behaviour") if scope == "group" else keys[None, :]
     n, k = _distinct_and_counts(sets)
-    size = sets.shape[1]
-    ratio = (jnp.float32(size) / (k * n).astype(jnp.float32)).reshape(-1)  # exactly 1.0 when K = 1
-    if isinstance(alpha, numbers.Real) and alpha == 0:
-        weights = jnp.ones_like(ratio)  # exactly GRPO
-    elif isinstance(alpha, numbers.Real) and alpha == 1:
-        weights = ratio  # skip pow: exact shares, so the group sum is G up to rounding of the adds only
+    size = jnp.float32(sets.shape[1])
+    if weighting == "paper":
+        u = _power(size / n.astype(jnp.float32), alpha)  # [S, M]; exactly 1.0 where n = size
+        # u * size / sum(u) rather than u / mean(u): a set of equal u then gives x / x, exactly 1, where
+        # a mean could be rounded by a reciprocal of the set size.
+        weights = (u * size / jnp.sum(u, axis=1, keepdims=True)).reshape(-1)
     else:
-        weights = jnp.power(ratio, jnp.asarray(alpha, jnp.float32))
-    if max_weight is not None:
-        weights = jnp.minimum(weights, jnp.asarray(max_weight, jnp.float32))
+        weights = _power(size / (k * n).astype(jnp.float32), alpha).reshape(-1)  # exactly 1.0 when K = 1
+    if w_min is not None:
+        weights = jnp.maximum(weights, jnp.asarray(w_min, jnp.float32))
+    if w_max is not None:
+        weights = jnp.minimum(weights, jnp.asarray(w_max, jnp.float32))
     if positive_only:
         weights = jnp.where(base > 0, weights, jnp.ones_like(weights))
     return weights * base, weights
@@ -239,45 +300,51 @@ def behaviour_keys(
 # --- registry --------------------------------------------------------------------------------------------
 # Every entry has one signature, so a trainer can call whichever the config names:
 #     estimator(rewards f32[B], behaviour i32[B] | None, group_size, **options) -> (advantages f32[B], weights f32[B])
-# Non-IFPO estimators ignore `behaviour` and return weights of 1.
+# Non-IFPO estimators ignore `behaviour` and return weights of 1. ESTIMATOR_OPTIONS names the options each
+# one takes (the config's AdvantageConfig passes exactly these).
+
+ESTIMATOR_OPTIONS: dict[str, tuple[str, ...]] = {
+    "grpo": ("scale", "eps", "std_ddof"),
+    "drgrpo": ("eps",),
+    "rloo": (),
+    "ifpo": ("weighting", "alpha", "w_min", "w_max", "scope", "scale", "positive_only", "eps", "std_ddof"),
+}
 
 
-def _with_unit_weights(fn: Callable, name: str, allowed: tuple[str, ...], fixed: dict | None = None) -> Callable:
+def _check_options(name: str, options: dict) -> None:
+    allowed = ESTIMATOR_OPTIONS[name]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"advantage estimator {name!r} takes no option(s) {', '.join(unknown)}; "
+            f"its options are: {', '.join(allowed) or 'none'}"
+        )
+
+
+def _with_unit_weights(fn: Callable, name: str, fixed: dict | None = None) -> Callable:
     def estimator(rewards, behaviour=None, group_size: int = 1, **options):
         del behaviour
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise ConfigError(
-                f"advantage estimator {name!r} takes no option(s) {', '.join(unknown)}; "
-                f"its options are: {', '.join(allowed) or 'none'}"
-            )
+        _check_options(name, options)
         adv = fn(rewards, group_size, **{**options, **(fixed or {})})
         return adv, jnp.ones_like(adv)
 
     estimator.__name__ = f"{name}_estimator"
-    estimator.__doc__ = f"{name!r} advantages with unit weights; options: {', '.join(allowed) or 'none'}."
+    estimator.__doc__ = f"{name!r} advantages with unit weights; options: {', '.join(ESTIMATOR_OPTIONS[name]) or 'none'}."
     return estimator
 
 
-_IFPO_OPTIONS = ("alpha", "max_weight", "scope", "scale", "positive_only", "eps", "std_ddof")
-
-
 def _ifpo_estimator(rewards, behaviour=None, group_size: int = 1, **options):
-    """'ifpo' advantages and weights; options: alpha, max_weight, scope, scale, positive_only, eps, std_ddof."""
-    unknown = sorted(set(options) - set(_IFPO_OPTIONS))
-    if unknown:
-        raise ConfigError(
-            f"advantage estimator 'ifpo' takes no option(s) {', '.join(unknown)}; its options are: {', '.join(_IFPO_OPTIONS)}"
-        )
+    """'ifpo' advantages and weights; options: ESTIMATOR_OPTIONS["ifpo"]."""
+    _check_options("ifpo", options)
     if behaviour is None:
         raise ConfigError("advantage estimator 'ifpo' needs behaviour keys (one per rollout)")
     return ifpo_advantages(rewards, behaviour, group_size, **options)
 
 
 ADVANTAGE_ESTIMATORS: dict[str, Callable] = {
-    "grpo": _with_unit_weights(grpo_advantages, "grpo", ("scale", "eps", "std_ddof")),
-    "drgrpo": _with_unit_weights(grpo_advantages, "drgrpo", ("eps",), fixed={"scale": "none"}),
-    "rloo": _with_unit_weights(rloo_advantages, "rloo", ()),
+    "grpo": _with_unit_weights(grpo_advantages, "grpo"),
+    "drgrpo": _with_unit_weights(grpo_advantages, "drgrpo", fixed={"scale": "none"}),
+    "rloo": _with_unit_weights(rloo_advantages, "rloo"),
     "ifpo": _ifpo_estimator,
 }
 

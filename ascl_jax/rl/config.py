@@ -7,27 +7,34 @@ from typing import Literal
 
 from ascl_jax.errors import ConfigError
 from ascl_jax.models.decoder import Remat
-
-# The options each registered estimator takes (see ascl_jax.rl.advantages.ADVANTAGE_ESTIMATORS).
-_ESTIMATOR_OPTIONS = {
-    "grpo": ("scale", "eps", "std_ddof"),
-    "drgrpo": ("eps",),
-    "rloo": (),
-    "ifpo": ("alpha", "max_weight", "scope", "scale", "positive_only", "eps", "std_ddof"),
-}
+from ascl_jax.rl.advantages import (
+    ESTIMATOR_OPTIONS,
+    IFPO_ALPHA,
+    IFPO_W_MAX,
+    IFPO_W_MIN,
+    IfpoWeighting,
+    check_ifpo_options,
+)
 
 
 @dataclass(frozen=True)
 class AdvantageConfig:
     """`estimator` picks the registered function; the rest are its options (DESIGN §1). behaviour: IFPO's
     key (consulted: any call, malformed too; consulted_ok: a call that returned rules; num_calls;
-    category). scale: std (the group's), batch (the batch's std, TRL's scale_rewards="batch") or none;
-    std_ddof: 0, or 1 as verl and TRL; eps: added to the std (verl 1e-6, TRL 1e-4)."""
+    category). weighting: IFPO's weight, "paper" (Eq. 3 of arXiv 2602.13562: (G/n_b)^alpha over its group
+    mean) or "inverse_count" (the earlier (G/(K·n_b))^alpha; its exact former default is alpha 1.0, w_min
+    and w_max null); alpha: the exponent (the paper's τ = 0.5); w_min, w_max: clip bounds of the weight
+    (null: none), 0.5 and 3.0 by this project's choice, which at alpha 0.5 leaves every weight of a group
+    of 8 unclipped (see ifpo_advantages). scale: std (the group's), batch (the batch's std, TRL's
+    scale_rewards="batch") or none; std_ddof: 0, or 1 as verl and TRL; eps: added to the std (verl 1e-6,
+    TRL 1e-4)."""
 
     estimator: Literal["grpo", "drgrpo", "rloo", "ifpo"] = "ifpo"
     behaviour: Literal["consulted", "consulted_ok", "num_calls", "category"] = "consulted"
-    alpha: float = 1.0
-    max_weight: float | None = None
+    weighting: IfpoWeighting = "paper"
+    alpha: float = IFPO_ALPHA
+    w_min: float | None = IFPO_W_MIN
+    w_max: float | None = IFPO_W_MAX
     scope: Literal["group", "batch"] = "group"
     scale: Literal["std", "batch", "none"] = "std"
     positive_only: bool = False
@@ -37,9 +44,10 @@ class AdvantageConfig:
     def __post_init__(self) -> None:
         if self.std_ddof not in (0, 1):
             raise ConfigError(f"rl.advantage.std_ddof must be 0 or 1, got {self.std_ddof}")
+        check_ifpo_options(self.weighting, self.alpha, self.w_min, self.w_max, prefix="rl.advantage.")
 
     def estimator_options(self) -> dict:
-        return {k: getattr(self, k) for k in _ESTIMATOR_OPTIONS[self.estimator]}
+        return {k: getattr(self, k) for k in ESTIMATOR_OPTIONS[self.estimator]}
 
 
 @dataclass(frozen=True)
