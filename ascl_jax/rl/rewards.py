@@ -17,6 +17,9 @@ A term that does not apply has value 0 and mask False, so that per-term means ca
 where it applies. The total is sum(weight[t] * value[t]). `meta` is the example's metadata; by default the
 trajectory's own `trajectory.prompt.meta`.
 
+`rewards.preset` picks the composition: "terms" (the default) is the weighted sum above; "paper" is Eq. 1 of
+the ASCL paper (`ascl_jax.rl.paper_reward`), which reads the same judge and logs its own terms.
+
 Errors: a term that raises (a missing reference, an unknown expected action, a judge that fails) is
 re-raised as `RewardTermError` naming the term and the prompt id; the trainer decides whether to skip.
 """
@@ -27,13 +30,15 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from ascl_jax.errors import ConfigError, UserError
+from ascl_jax.rl.consult_claims import model_text
 from ascl_jax.rl.judge_outputs import Verdict
 from ascl_jax.rl.judges import JUDGES, Judge, RefusalJudge, TemplateJudge, make_judge
+from ascl_jax.rl.paper_reward import PAPER_TERMS, PaperReward, PaperRewardConfig
 from ascl_jax.rl.utility_answers import utility_correct
 from ascl_jax.rollout.trajectory import Trajectory
 
@@ -41,6 +46,8 @@ log = logging.getLogger("ascl_jax")
 
 CLASSES = ("harmful", "benign", "utility", "sensitive")
 ACTIONS = ("refuse", "comply")
+Preset = Literal["terms", "paper"]
+PRESETS: tuple[str, ...] = get_args(Preset)
 
 
 class RewardTermError(UserError):
@@ -207,11 +214,15 @@ class RewardConfig:
     """weights: term name -> weight; only the terms named here are computed (weight 0 computes and logs a
     term without rewarding it). tool_call_cost: the cost per tool call of the `tool_cost` term (>= 0).
     judge: the refusal judge by name ("refusal", the offline detector; "llama_guard" / "wildguard" need a
-    text generator passed to `RewardFunction`)."""
+    text generator passed to `RewardFunction`). preset: "terms" (the weighted sum of `weights`) or "paper"
+    (Eq. 1, `ascl_jax.rl.paper_reward`; `weights` and `tool_call_cost` are then not read); paper: its
+    constants (`PaperRewardConfig`)."""
 
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     tool_call_cost: float = 0.0
     judge: str = "refusal"
+    preset: Preset = "terms"
+    paper: PaperRewardConfig = field(default_factory=PaperRewardConfig)
 
     def __post_init__(self):
         if not isinstance(self.weights, Mapping):
@@ -230,6 +241,10 @@ class RewardConfig:
             raise ConfigError(f"rewards.tool_call_cost must be a number >= 0, got {c!r}.")
         if self.judge not in JUDGES:
             raise ConfigError(f"rewards.judge: unknown judge {self.judge!r}; choose one of {', '.join(JUDGES)}.")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"rewards.preset: unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}.")
+        if not isinstance(self.paper, PaperRewardConfig):
+            raise ConfigError(f"rewards.paper must be a mapping of the paper preset's constants, got {self.paper!r}.")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> RewardConfig:
@@ -237,7 +252,7 @@ class RewardConfig:
         `weights` given here are merged over `DEFAULT_WEIGHTS`; a weight of null removes the term (it is then
         neither computed nor logged; a weight of 0 logs it without rewarding it)."""
         d = dict(d or {})
-        known = {"weights", "tool_call_cost", "judge"}
+        known = {"weights", "tool_call_cost", "judge", "preset", "paper"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"rewards: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}.")
@@ -254,7 +269,8 @@ class RewardConfig:
                     weights.pop(name, None)
                 else:
                     weights[name] = w
-        return cls(weights=weights, tool_call_cost=d.get("tool_call_cost", 0.0), judge=d.get("judge", "refusal"))
+        return cls(weights=weights, tool_call_cost=d.get("tool_call_cost", 0.0), judge=d.get("judge", "refusal"),
+                   preset=d.get("preset", "terms"), paper=PaperRewardConfig.from_dict(d.get("paper")))
 
 
 @dataclass(frozen=True)
@@ -304,7 +320,8 @@ class RewardFunction:
     `judge_batch` call per batch.
 
     judge: a `Judge` to use instead of `config.judge`; generate_fn: the text generator for a template judge
-    named by `config.judge` ("llama_guard" / "wildguard").
+    named by `config.judge` ("llama_guard" / "wildguard"); claim_judge: the paper preset's judge of claimed
+    consultations (`ascl_jax.rl.consult_claims.ConsultClaimJudge`; None: its rule-based detector).
     """
 
     def __init__(
@@ -313,6 +330,7 @@ class RewardFunction:
         *,
         judge: Judge | None = None,
         generate_fn: Callable[[list[str]], list[str]] | None = None,
+        claim_judge: Judge | None = None,
     ):
         self.config = config or RewardConfig()
         self.judge = judge if judge is not None else make_judge(self.config.judge, generate_fn)
@@ -321,7 +339,12 @@ class RewardFunction:
                 f"rewards.judge is {self.config.judge!r}, which runs a model: pass generate_fn (a text generator "
                 "list[str] -> list[str]) to RewardFunction, or use judge: refusal."
             )
-        self.terms = [REWARD_TERMS[name] for name in self.config.weights]
+        if claim_judge is not None and self.config.preset != "paper":
+            raise ConfigError("a claim_judge is read by rewards.preset: paper only; this config's preset is "
+                              f"{self.config.preset!r}.")
+        self.paper = PaperReward(self.config.paper, claim_judge) if self.config.preset == "paper" else None
+        self.terms = [REWARD_TERMS[name] for name in self.config.weights] if self.paper is None else []
+        self.names = PAPER_TERMS if self.paper is not None else tuple(t.name for t in self.terms)
 
     def _kwargs(self, term: RewardTerm, verdict: Verdict | None) -> dict[str, Any]:
         if term.name == "tool_cost":
@@ -332,18 +355,32 @@ class RewardFunction:
 
     def _needs_verdict(self, trajectory: Trajectory, meta: Mapping[str, Any]) -> bool:
         try:
+            if self.paper is not None:
+                return _answered(trajectory) and self.paper.reads_verdict(_class(meta), meta)
             return _answered(trajectory) and any(t.needs_verdict and t.applies(meta) for t in self.terms)
         except Exception as e:  # a bad class: name the prompt
             raise RewardTermError("class", trajectory.prompt.id, e) from e
 
     def _judge(self, trajectories: Sequence[Trajectory], metas: Sequence[Mapping[str, Any]]) -> list[Verdict | None]:
         idx = [i for i, (t, m) in enumerate(zip(trajectories, metas)) if self._needs_verdict(t, m)]
+        return self._ask(self.judge, trajectories, idx, lambda t: t.final_answer)
+
+    def _claims(self, trajectories: Sequence[Trajectory]) -> list[Verdict | None]:
+        """The paper preset's claim judge on the trajectories it asks about (None elsewhere)."""
+        if self.paper is None or self.paper.claim_judge is None:
+            return [None] * len(trajectories)
+        idx = [i for i, t in enumerate(trajectories) if self.paper.asks_claim_judge(t)]
+        return self._ask(self.paper.claim_judge, trajectories, idx, model_text)
+
+    def _ask(self, judge: Judge, trajectories: Sequence[Trajectory], idx: list[int],
+             text: Callable[[Trajectory], str]) -> list[Verdict | None]:
+        """`judge`'s verdicts on `text(trajectory)` for the rows `idx`, as one batch (None elsewhere)."""
         verdicts: list[Verdict | None] = [None] * len(trajectories)
         if not idx:
             return verdicts
-        name = f"judge:{getattr(self.judge, 'name', type(self.judge).__name__)}"
+        name = f"judge:{getattr(judge, 'name', type(judge).__name__)}"
         try:
-            got = self.judge.judge_batch([trajectories[i].prompt for i in idx], [trajectories[i].final_answer for i in idx])
+            got = judge.judge_batch([trajectories[i].prompt for i in idx], [text(trajectories[i]) for i in idx])
             if len(got) != len(idx):
                 raise UserError(f"judge returned {len(got)} verdicts for {len(idx)} answers")
         except Exception:
@@ -351,14 +388,21 @@ class RewardFunction:
             got = []
             for i in idx:
                 try:
-                    got.append(self.judge.judge(trajectories[i].prompt, trajectories[i].final_answer))
+                    got.append(judge.judge(trajectories[i].prompt, text(trajectories[i])))
                 except Exception as e:
                     raise RewardTermError(name, trajectories[i].prompt.id, e) from e
         for i, v in zip(idx, got):
             verdicts[i] = v
         return verdicts
 
-    def _one(self, trajectory: Trajectory, meta: Mapping[str, Any], verdict: Verdict | None) -> RewardResult:
+    def _one(self, trajectory: Trajectory, meta: Mapping[str, Any], verdict: Verdict | None,
+             claim: Verdict | None = None) -> RewardResult:
+        if self.paper is not None:
+            try:
+                total, values, masks = self.paper.score(trajectory, _class(meta), meta, verdict, claim)
+            except Exception as e:
+                raise RewardTermError("paper", trajectory.prompt.id, e) from e
+            return RewardResult(total, values, masks, verdict)
         values: dict[str, float] = {}
         masks: dict[str, bool] = {}
         total = 0.0
@@ -381,7 +425,7 @@ class RewardFunction:
 
     def compute(self, trajectory: Trajectory, example_meta: Mapping[str, Any] | None = None) -> RewardResult:
         meta = _meta(trajectory, example_meta)
-        return self._one(trajectory, meta, self._judge([trajectory], [meta])[0])
+        return self._one(trajectory, meta, self._judge([trajectory], [meta])[0], self._claims([trajectory])[0])
 
     def __call__(
         self, trajectories: Sequence[Trajectory], example_metas: Sequence[Mapping[str, Any] | None] | None = None
@@ -390,8 +434,9 @@ class RewardFunction:
             raise UserError(f"got {len(trajectories)} trajectories but {len(example_metas)} metadata entries.")
         metas = [_meta(t, None if example_metas is None else example_metas[i]) for i, t in enumerate(trajectories)]
         verdicts = self._judge(trajectories, metas)
-        results = [self._one(t, m, v) for t, m, v in zip(trajectories, metas, verdicts)]
-        names = [t.name for t in self.terms]
+        claims = self._claims(trajectories)
+        results = [self._one(t, m, v, c) for t, m, v, c in zip(trajectories, metas, verdicts, claims)]
+        names = self.names
         return RewardBatch(
             total=np.asarray([r.total for r in results], np.float32),
             values={n: np.asarray([r.values[n] for r in results], np.float32) for n in names},
