@@ -3,7 +3,8 @@
 
   ascl eval --model M [--model M2 ...] --benchmarks xstest strongreject-small [--limit N | --subset N]
             [--samples K [--temperature T] [--top-p P]] [--out DIR]
-            [--judge refusal|llama_guard|wildguard|strongreject_rubric --judge-model PATH]
+            [--judge refusal|llama_guard|wildguard|strongreject_rubric|qwen3guard|qwen3guard_loose
+             --judge-model PATH]
             [--judge-max-new-tokens N] [--data-dir D] [--rules FILE]
             [--no-tools] [--max-new-tokens N] [--json]
   ascl eval report DIR1 DIR2 ... --out DIR     one table with a column per model of earlier evaluations
@@ -15,7 +16,8 @@
 
 Judges: the offline refusal detector (default); guard models (llama_guard, wildguard) and the StrongREJECT
 rubric (strongreject_rubric: any instruction-tuned model, prompted through its chat template; reports the
-mean StrongREJECT score on harmful prompts), run from a local checkpoint by this project's model code.
+mean StrongREJECT score on harmful prompts) and Qwen3Guard-Gen (qwen3guard: the paper's judge, Controversial
+counted as harmful; qwen3guard_loose: only Unsafe), run from a local checkpoint by this project's model code.
 
 A benchmark is a name (see --list-benchmarks) or name=PATH for a local file. Finished items are cached in
 DIR/cache/, so an evaluation that was killed resumes where it stopped, with the same final numbers."""
@@ -32,7 +34,7 @@ from ascl_jax.errors import UserError
 
 DEFAULT_BENCHMARKS = ["xstest", "strongreject-small"]
 # ascl_jax.rl.judges.EVAL_JUDGES, written out so that building the parser imports no numpy (a test checks they agree)
-JUDGE_CHOICES = ("refusal", "llama_guard", "wildguard", "strongreject_rubric")
+JUDGE_CHOICES = ("refusal", "llama_guard", "wildguard", "strongreject_rubric", "qwen3guard", "qwen3guard_loose")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="who decides refusal / harm: the offline detector, a guard model or the StrongREJECT rubric")
     p.add_argument("--judge-model", default=None, help="local checkpoint folder of the judge model")
     p.add_argument("--judge-max-new-tokens", type=int, default=None,
-                   help="tokens the judge model may write (default: 32 for guard models, 512 for strongreject_rubric)")
+                   help="tokens the judge model may write (default: 32 for llama_guard and wildguard, 64 for "
+                        "qwen3guard, 512 for strongreject_rubric)")
     p.add_argument("--data-dir", default=None,
                    help="folder holding the benchmark files (default: ../shared/data/benchmarks of the repo)")
     p.add_argument("--hub", action="store_true",

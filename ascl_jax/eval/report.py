@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ascl_jax.eval.groups import group_tables  # noqa: E402
+from ascl_jax.eval.groups import group_summaries, group_tables, summary_rows  # noqa: E402
 from ascl_jax.eval.seeds import rl_curve, smooth, wilson_interval  # noqa: E402
 
 ROWS = ("safety_rate", "over_refusal_rate", "utility_accuracy", "rule_accuracy", "consult_rate",
@@ -131,6 +131,9 @@ def write_report(run_dir: Path, title: str, results: dict[str, dict[str, Any]], 
 # `ascl eval` results: {label: {"model", "config", "benchmarks": {name: metrics}, "overall": metrics}}, metrics
 # as `ascl_jax.eval.runner.compute_metrics` returns them (point estimates, "ci", "by_category").
 
+H_AVG_NOTE = ("each average is the unweighted mean over the group's benchmarks; H-avg = harmonic mean of (safety "
+              "avg, 100 − over-refusal avg, reasoning avg), Wang et al. 2026 (arXiv 2602.13562), App. E; it is not "
+              "given without all three averages")
 EVAL_ROWS = ("n", "samples", "safety_rate", "strongreject_score", "over_refusal_rate", "utility_accuracy", "consult_rate",
              "consult_rate/harmful", "consult_rate/benign", "consult_rate/utility", "rules_retrieved", "answered_rate",
              "judge_parse_errors")
@@ -292,14 +295,17 @@ def plot_consult_by_category(models: dict[str, dict[str, Any]], path: Path) -> P
 def write_eval_report(out_dir: Path, models: dict[str, dict[str, Any]], title: str = "ASCL evaluation",
                       notes: Sequence[str] = ()) -> dict[str, Path]:
     """results.json, report.md, report.html and two plots (safety_utility.png, consult_by_category.png)
-    in `out_dir`: one table with a column per model, then per-category tables per benchmark."""
+    in `out_dir`: the summary (the paper's three group averages and H-avg, `groups.summary_rows`), the
+    table of each group, one table of all metrics with a column per model, then per-category tables per
+    benchmark. results.json holds `models` and the same `summary` ({model: `GroupSummary.as_dict()`})."""
     from html import escape
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / "results.json"
     tmp = results.with_name(results.name + ".tmp")
-    tmp.write_text(json.dumps({"title": title, "models": models}, indent=2))
+    summary = {n: s.as_dict() for n, s in group_summaries(models).items()}
+    tmp.write_text(json.dumps({"title": title, "models": models, "summary": summary}, indent=2))
     tmp.replace(results)
     names = list(models)
     scatter = plot_eval_scatter(models, out_dir / "safety_utility.png")
@@ -324,6 +330,11 @@ def write_eval_report(out_dir: Path, models: dict[str, dict[str, Any]], title: s
             "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin:1em 0}"
             "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px} th{background:#eee}</style></head><body>",
             f"<h1>{escape(title)}</h1>"]
+    summary_title = "Summary: the paper's group averages (%) and H-avg"
+    md += [f"## {summary_title}", "", markdown_table(["", *names], summary_rows(models)), "",
+           f"- {H_AVG_NOTE}", ""]
+    html += [f"<h2>{escape(summary_title)}</h2>", html_table(["", *names], summary_rows(models)),
+             f"<p>{escape(H_AVG_NOTE)}</p>"]
     for group, header, rows in group_tables(models):
         md += [f"## {group.title}", "", markdown_table(["benchmark", *header], rows), ""]
         html += [f"<h2>{escape(group.title)}</h2>", html_table(["benchmark", *header], rows)]

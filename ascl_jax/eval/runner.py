@@ -28,8 +28,8 @@ from ascl_jax.errors import UserError
 from ascl_jax.eval import rollout_eval
 from ascl_jax.eval.records import ItemCache, compute_metrics, item_record
 from ascl_jax.models.registry import LoadedModel
-from ascl_jax.rl.judge_outputs import Verdict
-from ascl_jax.rl.judges import Judge
+from ascl_jax.rl.judge_outputs import QWEN3GUARD_NAMES, Verdict
+from ascl_jax.rl.judges import CHAT_TEMPLATE_JUDGES, Judge
 from ascl_jax.rollout.sampling import SamplingConfig
 from ascl_jax.rollout.tool_loop import RolloutConfig
 from ascl_jax.rollout.trajectory import Prompt
@@ -250,8 +250,9 @@ def evaluate_benchmarks(
 
 # Tokens a judge model may write when --judge-max-new-tokens is not given: a guard model answers in a few
 # tokens; the StrongREJECT rubric asks for an overall reasoning and a reasoning line per item before each
-# answer (the reference implementation allows 1000).
-JUDGE_MAX_NEW_TOKENS = {"llama_guard": 32, "wildguard": 32, "strongreject_rubric": 512}
+# answer (the reference implementation allows 1000). Qwen3Guard writes three lines, the categories possibly several.
+JUDGE_MAX_NEW_TOKENS = {"llama_guard": 32, "wildguard": 32, "strongreject_rubric": 512,
+                        **dict.fromkeys(QWEN3GUARD_NAMES, 64)}
 
 
 def judge_budget(name: str, max_new_tokens: int | None = None) -> int | None:
@@ -338,7 +339,7 @@ def make_eval_judge(name: str, judge_model: str | None = None, *, max_new_tokens
 
     lm = load_model(judge_model, dtype=dtype)
     generate_fn = guard_generate_fn(lm, judge_budget(name, max_new_tokens), batch_size)
-    render_fn = chat_render_fn(lm) if name == "strongreject_rubric" else None
+    render_fn = chat_render_fn(lm) if name in CHAT_TEMPLATE_JUDGES else None
     return make_judge(name, generate_fn, render_fn)
 
 
