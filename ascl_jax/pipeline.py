@@ -22,7 +22,7 @@ from ascl_jax.chat.formats import ChatFormat, chat_format
 from ascl_jax.config_io import to_dict
 from ascl_jax.data import demo
 from ascl_jax.data.prompts import load_prompts
-from ascl_jax.errors import UserError
+from ascl_jax.errors import ConfigError, UserError
 from ascl_jax.eval.benchmarks import stratified_subset
 from ascl_jax.eval.rollout_eval import evaluate
 from ascl_jax.models.lora_export import write_peft_adapter
@@ -32,7 +32,7 @@ from ascl_jax.parallel.mesh import make_mesh
 from ascl_jax.rl.rewards import RewardFunction
 from ascl_jax.rl.trainer import RLSettings, RLTrainer
 from ascl_jax.rollout.trajectory import Prompt
-from ascl_jax.rules import ConsultSafetyRulesTool, default_rulebook, load_rulebook
+from ascl_jax.rules import TOOL_NAME, RuleTool, default_rulebook, load_rulebook, make_tool
 from ascl_jax.sft.data import Conversation, encode_conversation, load_conversations, pack_examples
 from ascl_jax.sft.trainer import SFTTrainer
 from ascl_jax.train_config import TrainConfig
@@ -49,7 +49,7 @@ class TaskData:
     train: list[Prompt]
     eval: list[Prompt]
     sft: list[Conversation]
-    tool_for: Callable[[Prompt], ConsultSafetyRulesTool | None]
+    tool_for: Callable[[Prompt], RuleTool | None]
 
 
 def eval_selection(prompts: list[Prompt], max_prompts: int) -> list[Prompt]:
@@ -67,6 +67,9 @@ def task_data(cfg: TrainConfig, fmt: ChatFormat) -> TaskData:
     """Prompts, cold-start conversations and the rule tool of each prompt, for `cfg.data` and `cfg.method`."""
     use_tool = cfg.method == "ascl"
     if cfg.data.task == "demo":
+        if use_tool and cfg.rollout.tool != TOOL_NAME:  # its episodes and cold start call that tool
+            raise ConfigError(f"data.task=demo offers {TOOL_NAME}; rollout.tool={cfg.rollout.tool} needs "
+                              "data.task=jsonl")
         d = cfg.data.demo
         train, ev = demo.make_prompts(d, "train"), demo.make_prompts(d, "eval")
         rng = random.Random(cfg.seed)
@@ -77,7 +80,7 @@ def task_data(cfg: TrainConfig, fmt: ChatFormat) -> TaskData:
             convs = [Conversation(p.id, tuple(demo.context_distillation_conversation(p, rng))) for p in train]
         return TaskData(train, ev, convs, demo.demo_tool if use_tool else (lambda p: None))
     book = load_rulebook(cfg.data.rules) if cfg.data.rules else default_rulebook()
-    tool = ConsultSafetyRulesTool(book)
+    tool = make_tool(cfg.rollout.tool, book)
     train = load_prompts(cfg.data.prompts)
     ev = load_prompts(cfg.data.eval_prompts) if cfg.data.eval_prompts else []
     convs = load_conversations(cfg.data.sft) if cfg.data.sft else []

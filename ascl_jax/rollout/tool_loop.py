@@ -27,7 +27,8 @@ from ascl_jax.rollout.sampling import SamplingConfig, row_keys
 from ascl_jax.rollout.shapes import bucket
 from ascl_jax.rollout.slots import RowOutput, SlotStats, stream_rows
 from ascl_jax.rollout.trajectory import Prompt, ToolTurn, Trajectory
-from ascl_jax.rules.tool import ConsultSafetyRulesTool
+from ascl_jax.rules.tool import TOOL_NAME
+from ascl_jax.rules.tools import TOOL_NAMES, RuleTool
 
 TRUNCATION_MARKER = " [truncated]"
 
@@ -41,7 +42,8 @@ class RolloutConfig:
     `tool_cap`); max_tool_response_tokens: tokens of one tool response (cut with a visible marker);
     slots: decode rows the engine holds, through which the batch's rows stream (0: the whole batch at
     once; otherwise a multiple of group_size). KV-cache memory is slots x capacity. layout: the weights'
-    layout during an RL step's rollout (`rollout/layout.py`: train | replicated | tensor)."""
+    layout during an RL step's rollout (`rollout/layout.py`: train | replicated | tensor). tool: the rule
+    tool offered (`rules/tools.py`: consult_safety_rules, or retrieve_policy, the paper's)."""
 
     group_size: int = 4
     max_prompt_tokens: int = 256
@@ -51,6 +53,7 @@ class RolloutConfig:
     decode_chunk: int = 32
     slots: int = 0
     layout: RolloutLayout = "train"
+    tool: str = TOOL_NAME
     prompt_bucket: int = 64
     extend_bucket: int = 64
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -65,6 +68,8 @@ class RolloutConfig:
             raise ConfigError(f"rollout.max_tool_calls must be >= 0, got {self.max_tool_calls}")
         if self.layout not in ROLLOUT_LAYOUTS:
             raise ConfigError(f"rollout.layout must be one of {', '.join(ROLLOUT_LAYOUTS)}, got {self.layout!r}")
+        if self.tool not in TOOL_NAMES:
+            raise ConfigError(f"rollout.tool must be one of {', '.join(TOOL_NAMES)}, got {self.tool!r}")
         if self.slots < 0 or self.slots % self.group_size:
             raise ConfigError(f"rollout.slots must be 0 (the whole batch) or a multiple of rollout.group_size "
                               f"({self.group_size}), got {self.slots}")
@@ -100,7 +105,7 @@ class Rollout:
 def run_rollout(
     model: LoadedModel,
     fmt: ChatFormat,
-    tools: Sequence[ConsultSafetyRulesTool | None],
+    tools: Sequence[RuleTool | None],
     prompts: Sequence[Prompt],
     cfg: RolloutConfig,
     seed: int,
@@ -207,7 +212,7 @@ def _tool_turns(model, fmt, tools, cfg, state, slot_row, mine, rows, stops) -> t
     return state, time.perf_counter() - t0
 
 
-def _answer(call, fmt: ChatFormat, tool: ConsultSafetyRulesTool, cfg: RolloutConfig) -> ToolTurn:
+def _answer(call, fmt: ChatFormat, tool: RuleTool, cfg: RolloutConfig) -> ToolTurn:
     if not isinstance(call, ToolCall):
         return ToolTurn(call.raw, None, None, str(call.kind), call.message, (), False)
     result = tool.call(call.arguments)

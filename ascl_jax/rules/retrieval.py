@@ -173,6 +173,10 @@ class BM25Retriever:
     with idf(t) = ln(1 + (N - n(t) + 0.5) / (n(t) + 0.5)) (the non-negative form used by Lucene),
     N the number of rules, n(t) the number of rules containing t, |d| a rule's length in tokens and
     avgdl the mean length. Only rules with a positive score are returned; ties keep book order.
+
+    `normalise=True` makes `retrieve` return each score over `bound(query)`, the most any rule could
+    score for the query's indexed terms, so that scores lie in (0, 1] and read alike across queries
+    (the ranking is the same). `scores` and `rank` stay raw either way.
     """
 
     def __init__(
@@ -182,6 +186,7 @@ class BM25Retriever:
         k1: float = 1.5,
         b: float = 0.75,
         tokenizer: Callable[[str], list[str]] = tokenize,
+        normalise: bool = False,
     ):
         if not (isinstance(k1, (int, float)) and math.isfinite(k1) and k1 >= 0):
             raise ConfigError(f"BM25 k1 is {k1!r}; use a number >= 0 (1.2 to 2.0 is usual)")
@@ -191,6 +196,7 @@ class BM25Retriever:
         self.k1 = float(k1)
         self.b = float(b)
         self.tokenizer = tokenizer
+        self.normalise = bool(normalise)
         docs = [tokenizer(self.document_text(rule)) for rule in rulebook.rules]
         n_docs = len(docs)
         self.doc_lengths = np.array([len(doc) for doc in docs], dtype=np.float64)
@@ -229,6 +235,15 @@ class BM25Retriever:
             out[indices] += self.idf[term] * tfs * (self.k1 + 1.0) / (tfs + self._norm[indices])
         return out
 
+    def bound(self, query: str | None) -> float:
+        """An upper bound on any rule's score for this query: the sum over its distinct indexed terms of
+        idf(t) * (k1 + 1), which a term's saturating tf factor approaches but, for k1 > 0, never reaches.
+        0.0 when no term of the query is in the index."""
+        if not query:
+            return 0.0
+        terms = [term for term in dict.fromkeys(self.tokenizer(query)) if term in self.idf]
+        return sum(self.idf[term] for term in terms) * (self.k1 + 1.0)
+
     def rank(self, query: str | None, k: int, candidates: Sequence[int] | None = None) -> list[tuple[int, float]]:
         """(index into the book, score) of the best `k` rules among `candidates` (default: all),
         best first, ties in book order. Rules scoring 0 are included, so this can fill up a category."""
@@ -243,7 +258,11 @@ class BM25Retriever:
         if query is None:
             return []
         rules = self.rulebook.rules
-        return [(rules[i], score) for i, score in self.rank(query, k) if score > 0.0]
+        hits = [(rules[i], score) for i, score in self.rank(query, k) if score > 0.0]
+        if self.normalise and hits:
+            top = self.bound(query)
+            hits = [(rule, min(score / top, 1.0)) for rule, score in hits]
+        return hits
 
 
 class HybridRetriever:

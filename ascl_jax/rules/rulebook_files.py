@@ -27,7 +27,9 @@ from ascl_jax.rules.rulebook import BOOK_KEYS, Rule, RuleBook, check_rule_fields
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
-DEFAULT_RULEBOOK_PATH = "ascl_jax/rules/default_rules.yaml"
+# The books shipped in this package, by the name that `load_rulebook` (so `--rules` and `data.rules`)
+# accepts in place of a path: the default book, and the policy book in the paper's 21 categories.
+SHIPPED_RULEBOOKS: dict[str, str] = {"default": "default_rules.yaml", "policy": "policy_book.yaml"}
 
 
 class _Entry:
@@ -201,7 +203,10 @@ def parse_rulebook(text: str, format: Literal["yaml", "jsonl"], source: str = "<
 
 
 def load_rulebook(path: str | Path) -> RuleBook:
-    """Load and validate a rule book from a `.yaml`/`.yml` or `.jsonl`/`.ndjson` file."""
+    """Load and validate a rule book from a `.yaml`/`.yml` or `.jsonl`/`.ndjson` file, or the shipped book
+    of that name (`SHIPPED_RULEBOOKS`; such a name has no suffix, so it never shadows a rule book file)."""
+    if str(path) in SHIPPED_RULEBOOKS:
+        return shipped_rulebook(str(path))
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in _YAML_SUFFIXES:
@@ -211,7 +216,8 @@ def load_rulebook(path: str | Path) -> RuleBook:
     else:
         raise RuleBookError(
             f"{path}: unknown rule book format {path.suffix or '(no extension)'!r}; "
-            "name the file .yaml/.yml (YAML) or .jsonl (one JSON rule per line)"
+            "name the file .yaml/.yml (YAML) or .jsonl (one JSON rule per line), or give the name of a shipped "
+            f"book ({', '.join(SHIPPED_RULEBOOKS)})"
         )
     try:
         text = path.read_text(encoding="utf-8")
@@ -224,8 +230,19 @@ def load_rulebook(path: str | Path) -> RuleBook:
     return parse_rulebook(text, fmt, str(path))
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=len(SHIPPED_RULEBOOKS))
+def shipped_rulebook(name: str) -> RuleBook:
+    """A rule book shipped with the package, by its name in `SHIPPED_RULEBOOKS` (loaded once)."""
+    if name not in SHIPPED_RULEBOOKS:
+        raise RuleBookError(
+            f"no shipped rule book {name!r}{did_you_mean(name, SHIPPED_RULEBOOKS)}; "
+            f"the shipped books are {', '.join(SHIPPED_RULEBOOKS)}"
+        )
+    file = SHIPPED_RULEBOOKS[name]
+    text = resources.files("ascl_jax.rules").joinpath(file).read_text(encoding="utf-8")
+    return parse_rulebook(text, "yaml", f"ascl_jax/rules/{file}")
+
+
 def default_rulebook() -> RuleBook:
-    """The rule book shipped with the package (`ascl_jax/rules/default_rules.yaml`)."""
-    text = resources.files("ascl_jax.rules").joinpath("default_rules.yaml").read_text(encoding="utf-8")
-    return parse_rulebook(text, "yaml", DEFAULT_RULEBOOK_PATH)
+    """The rule book shipped with the package as its default (`ascl_jax/rules/default_rules.yaml`)."""
+    return shipped_rulebook("default")

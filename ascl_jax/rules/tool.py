@@ -22,7 +22,7 @@ from ascl_jax.errors import ConfigError
 from ascl_jax.rules.retrieval import HybridRetriever, RuleRetriever
 from ascl_jax.rules.rulebook import Rule, RuleBook, did_you_mean
 
-__all__ = ["ConsultSafetyRulesTool", "ToolResult", "TOOL_NAME", "TRUNCATION_MARKER"]
+__all__ = ["ConsultSafetyRulesTool", "ToolResult", "TOOL_NAME", "TRUNCATION_MARKER", "cut_text"]
 
 TOOL_NAME = "consult_safety_rules"
 TRUNCATION_MARKER = "[truncated]"
@@ -48,6 +48,16 @@ class ToolResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "rule_ids": list(self.rule_ids), "truncated": self.truncated, "error": self.error}
+
+
+def cut_text(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, at a space where one is near, trailing space removed."""
+    cut = text[:limit]
+    if len(text) > limit and not text[limit].isspace():
+        space = max(cut.rfind(" "), cut.rfind("\n"))
+        if space >= limit * 3 // 4:
+            cut = cut[:space]
+    return cut.rstrip()
 
 
 def _normalise_category(value: str) -> str:
@@ -214,18 +224,8 @@ class ConsultSafetyRulesTool:
     def _bounded(self, text: str, *, error: str | None) -> ToolResult:
         if len(text) <= self.max_chars:
             return ToolResult(text=text, error=error)
-        cut = self._cut(text, self.max_chars - len(TRUNCATION_MARKER) - 1)
+        cut = cut_text(text, self.max_chars - len(TRUNCATION_MARKER) - 1)
         return ToolResult(text=f"{cut} {TRUNCATION_MARKER}", truncated=True, error=error)
-
-    @staticmethod
-    def _cut(text: str, limit: int) -> str:
-        """`text` cut to at most `limit` characters, at a space where one is near, trailing space removed."""
-        cut = text[:limit]
-        if len(text) > limit and not text[limit].isspace():
-            space = max(cut.rfind(" "), cut.rfind("\n"))
-            if space >= limit * 3 // 4:
-                cut = cut[:space]
-        return cut.rstrip()
 
     @staticmethod
     def format_rule(rule: Rule) -> str:
@@ -238,7 +238,7 @@ class ConsultSafetyRulesTool:
         if len(text) <= self.max_chars:
             return ToolResult(text=text, rule_ids=tuple(rule.id for rule in rules))
         budget = self.max_chars - len(TRUNCATION_MARKER) - 1
-        cut = self._cut(text, budget)
+        cut = cut_text(text, budget)
         # Where a block starts and where its header (id, title, action) ends in the joined text.
         starts, header_ends, offset = [], [], 0
         for block in blocks:
