@@ -34,6 +34,7 @@ from ascl_jax.rl.trainer import RLSettings, RLTrainer
 from ascl_jax.rollout.trajectory import Prompt
 from ascl_jax.rules import TOOL_NAME, RuleTool, default_rulebook, load_rulebook, make_tool
 from ascl_jax.sft.data import Conversation, encode_conversation, load_conversations, pack_examples
+from ascl_jax.sft.packing import pack_rows
 from ascl_jax.sft.trainer import SFTTrainer
 from ascl_jax.train_config import TrainConfig
 from ascl_jax.training.checkpoint import Checkpointer
@@ -104,7 +105,7 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
     # Everything that can be wrong with the config, the model or the data files fails here, before the
     # run folder is written: a fixed file and the same command then start the run.
     mesh = make_mesh(cfg.mesh)
-    model = load_model(cfg.model, mesh=mesh, dtype=cfg.dtype, seed=cfg.seed, lora=cfg.lora)
+    model = load_model(cfg.model, mesh=mesh, dtype=cfg.dtype, seed=cfg.seed, lora=cfg.lora, compute=cfg.compute)
     if model.chat_family is None:
         raise UserError(f"{cfg.model}: no chat format is known for this model")
     fmt = chat_format(model.chat_family, model.tokenizer)
@@ -114,7 +115,9 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
     packed = None
     if sft_steps:
         examples = [encode_conversation(fmt, c) for c in data.sft]
-        packed = pack_examples(examples, model.config.pad_token_id or 0, cfg.sft.max_tokens)
+        pad = model.config.pad_token_id or 0
+        packed = (pack_rows(examples, pad, cfg.sft.max_tokens) if cfg.sft.packing
+                  else pack_examples(examples, pad, cfg.sft.max_tokens))
 
     if cfg.logging.wandb:
         wandb_module()  # missing package: fail now, not after the run folder is written
@@ -208,8 +211,10 @@ def _check_prompt_lengths(data: TaskData, fmt: ChatFormat, cfg: TrainConfig) -> 
 
 
 # Settings that trade memory for compute and leave the run's mathematics alone (gradient accumulation over
-# more micro-batches, layers recomputed in the backward pass): a run that ran out of memory resumes with them.
-MEMORY_SETTINGS = (("sft", "micro_batches"), ("sft", "remat"), ("rl", "micro_batches"), ("rl", "remat"))
+# more micro-batches, layers recomputed in the backward pass, the attention backend and the log-probability
+# chunk): a run that ran out of memory resumes with them.
+MEMORY_SETTINGS = (("sft", "micro_batches"), ("sft", "remat"), ("rl", "micro_batches"), ("rl", "remat"),
+                   ("compute", "attention"), ("compute", "attention_block"), ("compute", "logprob_chunk"))
 
 
 def _without_memory_settings(record: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +222,7 @@ def _without_memory_settings(record: dict[str, Any]) -> dict[str, Any]:
     for section, key in MEMORY_SETTINGS:
         if isinstance(out.get(section), dict):
             out[section] = {k: v for k, v in out[section].items() if k != key}
-    return out
+    return {k: v for k, v in out.items() if v != {}}  # a section of memory settings alone: as if absent
 
 
 def _check_same_config(run_dir: Path, record: dict[str, Any], checkpoints: epath.Path) -> None:

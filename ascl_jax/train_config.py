@@ -8,6 +8,7 @@ from typing import Literal
 
 from ascl_jax.data.demo import DemoConfig
 from ascl_jax.errors import ConfigError
+from ascl_jax.models.config import ComputeConfig
 from ascl_jax.models.lora import LoRAConfig
 from ascl_jax.parallel.mesh import MeshConfig
 from ascl_jax.rl.config import AdvantageConfig, RLConfig
@@ -70,13 +71,15 @@ class TrainConfig:
     """model: a built-in name, .gguf file, HF folder or run folder; method: "ascl" (SFT cold start with the
     rule tool, then RL) or "context-distillation" (the baseline: SFT on conversations that recite the
     rules, no tool, no RL); lora: low-rank adapters (rank 0: full fine-tuning; rank > 0: the base weights
-    stay frozen and only the adapters are trained and checkpointed)."""
+    stay frozen and only the adapters are trained and checkpointed); compute: the attention backend and
+    the log-probability chunk (they change memory and speed, not results)."""
 
     model: str = "tiny"
     method: Literal["ascl", "context-distillation"] = "ascl"
     seed: int = 0
     run_dir: str = "runs/demo"
     dtype: Literal["float32", "bfloat16"] | None = None
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     data: DataConfig = field(default_factory=DataConfig)

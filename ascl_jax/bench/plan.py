@@ -133,7 +133,8 @@ class Planner:
         self.mesh = make_mesh(dataclasses.replace(cfg.mesh, num_devices=-1), self.devices)
         self.mesh_sizes = dict(self.mesh.shape)
         self.rules = ShardingRules()
-        self.model_config = model_config.replace(**({"dtype": cfg.dtype, "param_dtype": cfg.dtype} if cfg.dtype else {}))
+        self.model_config = model_config.replace(**({"dtype": cfg.dtype, "param_dtype": cfg.dtype} if cfg.dtype else {}),
+                                                 **cfg.compute.overrides("tpu"))
         self._models: dict[tuple, AbstractModel] = {}
         self._compiled: dict[str, Any] = {}
 
@@ -216,8 +217,11 @@ class Planner:
             plan.error = _describe_failure(f"{prog.name} (cost probe)", exc)
             return plan
         plan.xla_flops, plan.xla_bytes, plan.collective_bytes = flops, nbytes, comm
-        # Collectives are not assumed to overlap the compute: a bound from above, like the program's.
-        plan.est_seconds = max(flops / self.peak, nbytes / self.bandwidth) + comm / self.ici
+        # Collectives are not assumed to overlap the compute: a bound from above, like the program's. The
+        # attention that XLA cannot see (a Pallas kernel, the blockwise loops) is added at the chip's peak.
+        kernel = prog.kernel_flops / chips
+        plan.metrics["kernel_flops"] = kernel
+        plan.est_seconds = max(flops / self.peak, nbytes / self.bandwidth) + kernel / self.peak + comm / self.ici
         if plan.est_seconds > 0:
             plan.metrics["est_tokens_per_s_per_chip"] = round(prog.tokens / plan.est_seconds / chips, 1)
             if prog.name in ("sft_step", "rl_update"):

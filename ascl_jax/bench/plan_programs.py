@@ -99,6 +99,9 @@ class Program:
     resident: Callable[[AbstractModel], int]
     tokens: int
     same_as: str | None = None  # compiled once with this program (same function, shapes and shardings)
+    # Attention FLOPs (whole slice, part of model_flops) that XLA's cost analysis does not see: a Pallas
+    # kernel is opaque to it, and the blockwise loops are counted once whatever their trip count.
+    kernel_flops: float = 0.0
     layout: str = "train"  # the weights' layout it runs on (rollout/layout.py)
 
 
@@ -135,6 +138,13 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[Program]:
 
     programs: list[Program] = []
     eos = tuple(mcfg.eos_token_ids) or (0,)
+
+    def unseen_attention(seq, tokens, passes=1.0):
+        """The attention FLOPs of `tokens` query tokens over `seq` keys that XLA does not count: all of
+        them unless the attention is the dense path (a decode step, one query a row, always is)."""
+        if mcfg.attention == "dense":
+            return 0.0
+        return passes * (mcfg.flops_per_token(seq) - mcfg.flops_per_token(0)) * tokens
     stops = StopTokens(eos=eos, tool_call_end=(((max(eos) + 1) % mcfg.vocab_size,),))
 
     def update_programs(name, stage, tx, loss_fn, batch_fn, rows, width, micro, what, resident):
@@ -150,7 +160,8 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[Program]:
 
         tokens = rows * width
         return Program(name, what, lower, functools.partial(lower, rows=rows // micro, micro=1), micro, once,
-                        3 * mcfg.flops_per_token(width) * tokens, 3.0, 0, resident, tokens)
+                        3 * mcfg.flops_per_token(width) * tokens, 3.0, 0, resident, tokens,
+                        kernel_flops=unseen_attention(width, tokens, 3.0))
 
     has_sft = cfg.sft.steps > 0 and (cfg.data.task == "demo" or bool(cfg.data.sft))
     if has_sft:
@@ -158,7 +169,10 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[Program]:
         tx = make_optimizer(s.optimizer)
 
         def sft_batch(rows, width):
-            return {"tokens": rows_of((rows, width), jnp.int32), "loss_mask": rows_of((rows, width), jnp.float32)}
+            b = {"tokens": rows_of((rows, width), jnp.int32), "loss_mask": rows_of((rows, width), jnp.float32)}
+            if s.packing:
+                b.update(segments=rows_of((rows, width), jnp.int32), positions=rows_of((rows, width), jnp.int32))
+            return b
 
         programs.append(update_programs(
             "sft_step", "sft", tx, sft_loss_fn(s.remat), sft_batch, s.batch_size, s.max_tokens, s.micro_batches,
@@ -220,14 +234,15 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[Program]:
         return [
             Program(f"{prefix}prefill", f"{prompts} prompts x {plen} tokens (x{group} samples share it), "
                      f"capacity {capacity}", lower_prefill, lower_prefill, 1, None,
-                     mcfg.flops_per_token(plen) * prompts * plen, 1.0, 0, resident, prompts * plen, layout=layout),
+                     mcfg.flops_per_token(plen) * prompts * plen, 1.0, 0, resident, prompts * plen, layout=layout,
+                     kernel_flops=unseen_attention(plen, prompts * plen)),
             Program(f"{prefix}decode_chunk", f"{rows} slots x {steps} steps, capacity {capacity}", lower_decode,
                      functools.partial(lower_decode, steps=1), steps, None,
                      mcfg.flops_per_token(2 * capacity) * rows * steps, float(steps), kv_chip * steps, resident,
                      rows * steps, layout=layout),
             Program(f"{prefix}extend", f"{rows} slots x {width} spliced tokens, capacity {capacity}", lower_extend,
                      lower_extend, 1, None, mcfg.flops_per_token(2 * capacity) * rows * width, 1.0, kv_chip, resident,
-                     rows * width, layout=layout),
+                     rows * width, layout=layout, kernel_flops=unseen_attention(2 * capacity, rows * width)),
         ]
 
     has_rl = cfg.method == "ascl" and cfg.rl.steps > 0
@@ -253,13 +268,14 @@ def run_programs(cfg, mcfg, mesh, rules) -> list[Program]:
         fwd = mcfg.flops_per_token(width) * rows * width
         programs.append(Program("rl_logprobs", lp_what, lower_lp,
                                  functools.partial(lower_lp, rows=rows // rl.micro_batches, micro=1),
-                                 rl.micro_batches, None, fwd, 1.0, 0, during, rows * width))
+                                 rl.micro_batches, None, fwd, 1.0, 0, during, rows * width,
+                                 kernel_flops=unseen_attention(width, rows * width)))
         if kl:
             programs.append(Program("ref_logprobs", lp_what + " (reference weights)", lower_lp,
                                      functools.partial(lower_lp, rows=rows // rl.micro_batches, micro=1),
                                      rl.micro_batches, None, fwd, 1.0, 0,
                                      lambda m: opt_bytes("rl")(m) + tree_bytes_per_chip(m.trainable), rows * width,
-                                     same_as="rl_logprobs"))
+                                     same_as="rl_logprobs", kernel_flops=unseen_attention(width, rows * width)))
 
         def rl_batch(rows, width):
             b = {"tokens": rows_of((rows, width), jnp.int32), "loss_mask": rows_of((rows, width), jnp.float32),

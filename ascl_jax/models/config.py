@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ascl_jax.errors import ConfigError
+from ascl_jax.models.attention import AttentionBackend, check_backend, resolve_backend
 
 Architecture = Literal["llama", "qwen2", "qwen3"]
 DType = Literal["float32", "bfloat16"]
@@ -40,6 +41,28 @@ class RopeConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """How the model computes (the `compute` group of a run config): the attention backend
+    (auto | dense | blockwise | splash | cudnn, `ascl_jax.models.attention`), the blockwise tile, and the
+    positions per chunk of the log-probability head (0: the whole row at once)."""
+
+    attention: AttentionBackend = "auto"
+    attention_block: int = 512
+    logprob_chunk: int = 512
+
+    def __post_init__(self) -> None:
+        check_backend(self.attention)
+
+    def overrides(self, platform: str) -> dict[str, Any]:
+        """ModelConfig fields for a model that runs on `platform` ("cpu", "gpu", "tpu"); `auto` is resolved
+        to the platform's fused kernel where it has one."""
+        attention = resolve_backend(self.attention, platform)
+        if attention == "cudnn" and platform not in ("gpu", "cuda"):
+            raise ConfigError(f"compute.attention=cudnn needs a GPU (the devices here are {platform}); use auto or blockwise")
+        return {"attention": attention, "attention_block": self.attention_block, "logprob_chunk": self.logprob_chunk}
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything the decoder needs to know about its shape and numerics.
 
@@ -66,8 +89,19 @@ class ModelConfig:
     pad_token_id: int | None = None
     dtype: DType = "float32"
     param_dtype: DType = "float32"
+    # How the forward computes, not what it computes (never written to config.json): the attention
+    # backend (`ascl_jax.models.attention`), its blockwise tile, and the positions per chunk of the
+    # log-probability head (`ascl_jax.models.chunked_logprobs`; 0: the whole row at once).
+    attention: AttentionBackend = "auto"
+    attention_block: int = 512
+    logprob_chunk: int = 512
 
     def __post_init__(self) -> None:
+        check_backend(self.attention)
+        for key in ("attention_block", "logprob_chunk"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "attention_block" else 0):
+                raise ConfigError(f"{key} must be a {'positive' if key == 'attention_block' else 'non-negative'} int, got {value!r}")
         if self.num_heads % self.num_kv_heads:
             raise ConfigError(
                 f"num_attention_heads ({self.num_heads}) must be a multiple of num_key_value_heads ({self.num_kv_heads})"

@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ascl_jax.models.attention import attend
+from ascl_jax.models.chunked_logprobs import token_stats
 from ascl_jax.models.config import ModelConfig
 from ascl_jax.models.lora import LoRAConfig, LoRAParam
 from ascl_jax.models.rope import apply_rope, inverse_frequencies, rope_tables
@@ -149,13 +151,14 @@ class Attention(_Projections):
             y = y + getattr(self, f"{name}_bias")[...].astype(self.cfg.dtype)
         return y.reshape(*x.shape[:2], heads, self.cfg.head_dim)
 
-    def __call__(self, x, cos, sin, cache: KVCache | None, layer, offsets, select=None, reach=None):
+    def __call__(self, x, cos, sin, cache: KVCache | None, layer, offsets, select=None, reach=None, segments=None):
         """One layer's attention (this module holding that layer's parameters). x [B, T, D] -> (out
         [B, Tq, D], cache with this layer's keys and values written, or None without a cache). Keys and
         values are made for all T positions; queries for all of them (Tq = T), or with `select` i32[B] for
         position select[b] of each row alone (Tq = 1). `layer` i32[]: this layer's index in the cache.
         `reach` i32[]: the cache slots [0, reach) are all that any query whose output is used can see
-        (default: up to the furthest query's slot); attention reads the smallest window covering them."""
+        (default: up to the furthest query's slot); attention reads the smallest window covering them.
+        `segments` i32[B, T] (uncached forward only): packed rows, a token attends within its segment."""
         cfg, rules = self.cfg, self.rules
         t = x.shape[1]
         k = self._project(x, "k", cfg.num_kv_heads)
@@ -172,7 +175,8 @@ class Attention(_Projections):
         q = constrain(q, rules, ("batch", "seq", "act_heads", "head_dim"))
 
         if cache is None:  # plain causal forward over the given tokens
-            out = _attend(q, k, v, jnp.arange(t)[None, None, :] <= query_pos[:, :, None], cfg)
+            q_segments = segments if select is None or segments is None else jnp.take_along_axis(segments, query_pos, 1)
+            out = self._attend(q, k, v, None if select is None else query_pos, q_segments, segments)
             return self._linear(out, "o_proj"), None
 
         cache = KVCache(k=_write_rows(cache.k, layer, k.astype(cache.k.dtype), offsets),
@@ -182,9 +186,8 @@ class Attention(_Projections):
 
         def attend_window(width, q, cache, query_slot):
             # Only slots [0, width) can be read by these queries: the rest of the cache is skipped, not masked.
-            mask = jnp.arange(width)[None, None, :] <= query_slot[:, :, None]  # [B, Tq, width]
             keys, values = (_layer_window(c, layer, width) for c in (cache.k, cache.v))
-            return _attend(q, keys, values, mask, cfg)
+            return self._attend(q, keys, values, query_slot)
 
         widths = attention_windows(cache.capacity) if t > 1 or reach is not None else (cache.capacity,)
         if len(widths) == 1:
@@ -200,6 +203,12 @@ class Attention(_Projections):
             branches = [functools.partial(attend_window, w) for w in widths]
             out = jax.lax.switch(index, branches, q, cache, query_slot)
         return self._linear(out, "o_proj"), cache
+
+
+    def _attend(self, q, keys, values, q_slot, q_segments=None, kv_segments=None):
+        cfg = self.cfg
+        return attend(q, keys, values, backend=cfg.attention, dtype=cfg.dtype, q_slot=q_slot, q_segments=q_segments,
+                      kv_segments=kv_segments, block=cfg.attention_block, rules=self.rules)
 
 
 def attention_windows(capacity: int) -> tuple[int, ...]:
@@ -227,27 +236,6 @@ def _layer_window(cache: jax.Array, layer: jax.Array, width: int) -> jax.Array:
     """Slots [0, width) of one layer of a stacked cache [L, B, S, K, D] -> [B, width, K, D]."""
     _, b, _, k, d = cache.shape
     return jax.lax.dynamic_slice(cache, (layer, 0, 0, 0, 0), (1, b, width, k, d))[0]
-
-
-def _attend(q: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array, cfg: ModelConfig) -> jax.Array:
-    """Grouped-query attention: q [B, T, H, hd] over keys, values [B, S, KV, hd] where mask bool[B or 1, T, S]
-    allows; returns [B, T, H*hd] in the compute dtype (scores and softmax in float32)."""
-    b, t = q.shape[:2]
-    s, kv, hd = keys.shape[1], cfg.num_kv_heads, cfg.head_dim
-    group = cfg.num_heads // kv
-    # Heads first, and a KV head's query heads and positions merged into one axis, so both products are
-    # plain matmuls batched over (B, KV). With positions inside the batch dims ("btkgd,bskd->bkgts") XLA:CPU
-    # transposes the [T, S] scores and probabilities around each product, which cost more than the
-    # products themselves in a long extend.
-    qh = q.reshape(b, t, kv, group, hd).transpose(0, 2, 3, 1, 4).reshape(b, kv, group * t, hd)
-    kh = keys.astype(q.dtype).transpose(0, 2, 1, 3)  # [B, KV, S, hd]
-    vh = values.astype(cfg.dtype).transpose(0, 2, 1, 3)
-    scores = jnp.einsum("bkqd,bksd->bkqs", qh, kh, preferred_element_type=jnp.float32) * (hd**-0.5)
-    scores = scores.reshape(b, kv, group, t, s)
-    scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(cfg.dtype).reshape(b, kv, group * t, s)
-    out = jnp.einsum("bkqs,bksd->bkqd", probs, vh)  # [B, KV, G*T, hd]
-    return out.reshape(b, kv, group, t, hd).transpose(0, 3, 1, 2, 4).reshape(b, t, kv * group * hd)
 
 
 class MLP(_Projections):
@@ -281,8 +269,8 @@ class Block(nnx.Module):
         self.mlp = MLP(cfg, rules, rngs=rngs, layers=layers, lora=lora)
         self.rules = rules
 
-    def __call__(self, x, cos, sin, cache, layer, offsets, select=None, reach=None):
-        h, cache = self.attn(self.input_norm(x), cos, sin, cache, layer, offsets, select, reach)
+    def __call__(self, x, cos, sin, cache, layer, offsets, select=None, reach=None, segments=None):
+        h, cache = self.attn(self.input_norm(x), cos, sin, cache, layer, offsets, select, reach, segments)
         if select is not None:  # only these positions go on; the others' keys and values are made
             x = jnp.take_along_axis(x, select[:, None, None], axis=1)
         x = constrain(x + h, self.rules, ("batch", "seq", "act_embed"))
@@ -323,7 +311,7 @@ class Decoder(nnx.Module):
         self.rules = rules
 
     def hidden_states(self, tokens, positions, cache: KVCache | None = None, offsets=None, select=None, *,
-                      reach=None, remat: Remat = "none"):
+                      reach=None, remat: Remat = "none", segments=None):
         """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
 
         With `select` i32[B], only position select[b] of each row is returned ([B, 1, D]): the last layer
@@ -333,7 +321,10 @@ class Decoder(nnx.Module):
 
         `reach` i32[] (with a cache): attention reads cache slots [0, reach) at most (see `Attention`).
 
-        `remat` rematerialises each layer in the backward pass (training); it changes memory, not results."""
+        `remat` rematerialises each layer in the backward pass (training); it changes memory, not results.
+
+        `segments` i32[B, T] (without a cache): packed rows; a token attends only to earlier tokens of its
+        own segment (give each segment's positions from 0 in `positions`)."""
         cfg = self.cfg
         x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.dtype)
         x = constrain(x, self.rules, ("batch", "seq", "act_embed"))
@@ -342,7 +333,7 @@ class Decoder(nnx.Module):
         graphdef, stacked = nnx.split(self.layers)
 
         def layer(x, cache, params, i, sel=None):
-            return nnx.merge(graphdef, params)(x, cos, sin, cache, i, offsets, sel, reach)
+            return nnx.merge(graphdef, params)(x, cos, sin, cache, i, offsets, sel, reach, segments)
 
         if select is None:
             def body(carry, xs):
@@ -376,6 +367,12 @@ class Decoder(nnx.Module):
             out = jnp.einsum("...d,dv->...v", hidden, w, preferred_element_type=jnp.float32)
         return constrain(out, self.rules, ("batch", "seq", "act_vocab")[-out.ndim:])
 
-    def __call__(self, tokens, positions, cache: KVCache | None = None, offsets=None, *, remat: Remat = "none"):
-        hidden, cache = self.hidden_states(tokens, positions, cache, offsets, remat=remat)
+    def token_stats(self, hidden: jax.Array, targets: jax.Array, temperature: float = 1.0):
+        """(log-probability, entropy, target-is-argmax) f32[B, T] of targets i32[B, T] given hidden [B, T, D],
+        chunked over positions (`cfg.logprob_chunk`) so the [B, T, V] logits never exist at once."""
+        return token_stats(self.logits, hidden, targets, temperature=temperature, chunk=self.cfg.logprob_chunk)
+
+    def __call__(self, tokens, positions, cache: KVCache | None = None, offsets=None, *, remat: Remat = "none",
+                 segments=None):
+        hidden, cache = self.hidden_states(tokens, positions, cache, offsets, remat=remat, segments=segments)
         return self.logits(hidden), cache

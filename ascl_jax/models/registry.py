@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ascl_jax.chat.families import family_of_template
 from ascl_jax.errors import ModelNotFoundError
-from ascl_jax.models.config import ModelConfig, RopeConfig
+from ascl_jax.models.config import ComputeConfig, ModelConfig, RopeConfig
 from ascl_jax.models.hub import hub_snapshot, looks_like_hub_id
 from ascl_jax.models.lora import LoRAConfig
 from ascl_jax.models.params import ArraySource, hf_tensors, init_params, load_params
@@ -136,14 +136,16 @@ def load_model(
     dtype: str | None = None,
     seed: int = 0,
     lora: LoRAConfig = LoRAConfig(),
+    compute: ComputeConfig = ComputeConfig(),
 ) -> LoadedModel:
     """Resolve `spec` (built-in name, .gguf file, HF folder, or a run folder of `ascl train`) onto `mesh`
     (default: one device).
 
     `dtype` ("float32"/"bfloat16") overrides both parameter and compute dtype. With `lora.rank` > 0 the
-    model gets fresh LoRA adapters (zero B: the loaded model unchanged), which training then trains alone."""
+    model gets fresh LoRA adapters (zero B: the loaded model unchanged), which training then trains alone.
+    `compute` picks the attention backend and the log-probability chunk (resolved for the mesh's devices)."""
     mesh = mesh or single_device_mesh()
-    over = _dtype_overrides(dtype)
+    over = {**_dtype_overrides(dtype), **compute.overrides(mesh.devices.flat[0].platform)}
     if spec in BUILTIN_CONFIGS:
         cfg = dataclasses.replace(BUILTIN_CONFIGS[spec], **over)
         graphdef, params = init_params(cfg, mesh, rules, seed, lora)

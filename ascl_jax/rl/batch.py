@@ -12,16 +12,18 @@ from flax import nnx
 
 from ascl_jax.models.decoder import Remat
 from ascl_jax.rl.config import LossConfig
-from ascl_jax.rl.loss import policy_loss, token_logprobs
+from ascl_jax.rl.loss import policy_loss
 from ascl_jax.rollout.trajectory import Trajectory
 
 
-def pack_width(lengths: Sequence[int], minimum: int = 64) -> int:
-    """Padded width: the next power of two, so a run compiles its update for a few widths only."""
+def pack_width(lengths: Sequence[int], minimum: int = 64, step: int = 2048) -> int:
+    """Padded width: the next power of two up to `step`, then the next multiple of `step`, so a run
+    compiles its update for a few widths only and a reasoning-length row (1,024 + 8,192 tokens: 10,240
+    wide) does not pay for the next power of two (16,384)."""
     width = minimum
-    while width < max(lengths):
+    while width < max(lengths) and width < step:
         width *= 2
-    return width
+    return width if width >= max(lengths) else -(-max(lengths) // step) * step
 
 
 def pack(trajectories: Sequence[Trajectory], pad_id: int) -> dict[str, np.ndarray]:
@@ -42,13 +44,11 @@ def pack(trajectories: Sequence[Trajectory], pad_id: int) -> dict[str, np.ndarra
 def _shifted_logprobs(model: nnx.Module, tokens: jax.Array, temperature: float,
                       remat: Remat = "none") -> tuple[jax.Array, jax.Array]:
     """(logprobs f32[B, W], entropy f32[B, W]): position t holds token t's log-probability given tokens < t
-    (position 0 holds 0), and the entropy of that predictive distribution."""
+    (position 0 holds 0), and the entropy of that predictive distribution. The head runs chunk by chunk
+    (`ModelConfig.logprob_chunk`): the [B, W, V] logits are never held whole."""
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
-    logits, _ = model(tokens, positions, remat=remat)
-    logits = logits[:, :-1]
-    lp = token_logprobs(logits, tokens[:, 1:], temperature=temperature)
-    logp_all = jax.nn.log_softmax(logits.astype(jnp.float32) / temperature, axis=-1)
-    entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+    hidden, _ = model.hidden_states(tokens, positions, remat=remat)
+    lp, entropy, _ = model.token_stats(hidden[:, :-1], tokens[:, 1:], temperature)
     pad = jnp.zeros((tokens.shape[0], 1), jnp.float32)
     return jnp.concatenate([pad, lp], axis=1), jnp.concatenate([pad, entropy], axis=1)
 

@@ -34,13 +34,15 @@ class SFTConfig:
     """steps: optimizer steps (0 skips the stage); batch_size conversations a step; max_tokens: the
     longest example allowed (a longer one is an error; examples are padded to the data's longest,
     rounded up to 16); remat: the decoder's rematerialisation (none | full | dots_saveable |
-    dots_with_no_batch_dims_saveable)."""
+    dots_with_no_batch_dims_saveable); packing: conversations packed into rows of max_tokens
+    (`ascl_jax.sft.packing`), batch_size then counts packed rows."""
 
     steps: int = 300
     batch_size: int = 32
     micro_batches: int = 1
     max_tokens: int = 512
     remat: Remat = "none"
+    packing: bool = False
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
         learning_rate=3e-3, warmup_steps=20, total_steps=300, min_lr_ratio=0.1, weight_decay=0.0))
 
@@ -55,11 +57,17 @@ class SFTTrainer:
     def __init__(self, model: LoadedModel, data: dict[str, np.ndarray], cfg: SFTConfig, seed: int,
                  metrics: MetricsLog | None = None, checkpointer: Checkpointer | None = None,
                  config_record: dict | None = None):
-        """`data`: tokens i32[N, W] and loss_mask f32[N, W] (see `ascl_jax.sft.data.pack_examples`)."""
+        """`data`: tokens i32[N, W] and loss_mask f32[N, W] (`ascl_jax.sft.data.pack_examples`), and for
+        packed rows segments and positions i32[N, W] (`ascl_jax.sft.packing.pack_rows`)."""
         self.model, self.data, self.cfg = model, data, cfg
         self.metrics, self.checkpointer = metrics, checkpointer
         self.config_record = config_record or {}
         n = len(data["tokens"])
+        # Real tokens per row: a packed row's segments; an unpadded row ends with its last loss token
+        # (every conversation ends with the end-of-turn token it is trained to write).
+        self.row_tokens = (np.count_nonzero(data["segments"] >= 0, axis=1) if "segments" in data else
+                           np.where(data["loss_mask"].any(1), data["loss_mask"].shape[1] -
+                                    np.argmax(data["loss_mask"][:, ::-1] > 0, axis=1), 0))
         self.batches = prompt_batches(n, min(cfg.batch_size, n), seed)
         self.tx = make_optimizer(cfg.optimizer)
         self.lr = learning_rate_schedule(cfg.optimizer)
@@ -103,6 +111,7 @@ class SFTTrainer:
                 "sft/learning_rate": float(self.lr(self.step)),
                 "sft/skipped": float(m["skipped"]),
                 "sft/tokens_per_s": float(batch["tokens"].size) / (time.perf_counter() - t0),
+                "sft/padding_fraction": 1.0 - float(self.row_tokens[idx].sum()) / batch["tokens"].size,
             }
             self.step += 1
             if self.metrics is not None:
