@@ -15,7 +15,7 @@ class _NoTorchNotice(_logging.Filter):
 
 _logging.getLogger("transformers").addFilter(_NoTorchNotice())
 
-# Public jit-able functions (DESIGN §2), imported lazily so that `import ascl_jax` stays light and does
+# Public jit-able functions (docs/design.md §2), imported lazily so that `import ascl_jax` stays light and does
 # not import jax before a program has set its platform flags.
 _LAZY = {
     "grpo_advantages": "ascl_jax.rl.advantages",

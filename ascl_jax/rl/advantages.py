@@ -1,4 +1,4 @@
-"""Group-relative advantage estimators: GRPO, Dr.GRPO, RLOO and IFPO (DESIGN §1).
+"""Group-relative advantage estimators: GRPO, Dr.GRPO, RLOO and IFPO (docs/design.md §1).
 
 All functions are pure and jit-able. Rows of one group are contiguous: rows ``g*G .. g*G+G-1`` are the G
 rollouts of prompt g, so a batch of B rows holds B/G groups. ``group_size`` and every option are static

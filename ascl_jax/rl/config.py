@@ -19,7 +19,7 @@ from ascl_jax.rl.advantages import (
 
 @dataclass(frozen=True)
 class AdvantageConfig:
-    """`estimator` picks the registered function; the rest are its options (DESIGN §1). behaviour: IFPO's
+    """`estimator` picks the registered function; the rest are its options (docs/design.md §1). behaviour: IFPO's
     key (consulted: any call, malformed too; consulted_ok: a call that returned rules; num_calls;
     category). weighting: IFPO's weight, "paper" (Eq. 3 of arXiv 2602.13562: (G/n_b)^alpha over its group
     mean) or "inverse_count" (the earlier (G/(K·n_b))^alpha; its exact former default is alpha 1.0, w_min

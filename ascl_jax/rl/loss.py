@@ -1,4 +1,5 @@
-"""Token log-probabilities and the clipped policy-gradient loss shared by GRPO, Dr.GRPO and IFPO (DESIGN §1).
+"""Token log-probabilities and the clipped policy-gradient loss shared by GRPO, Dr.GRPO and IFPO
+(docs/design.md §2).
 
 The loss is returned as a (numerator, denominator) pair, never as a ratio: the loss a step minimises is
 sum(numerators) / sum(denominators) over the whole global batch (all micro-batches, devices and hosts).

@@ -1,4 +1,4 @@
-"""Reward terms and their weighted composition (DESIGN §2 "Rewards").
+"""Reward terms and their weighted composition (docs/design.md §1).
 
 Each term is a pure Python function `term(trajectory, example_meta) -> float` (terms that decide refusal
 also take a `judge=` or a precomputed `verdict=`), and each is logged on its own. Which terms apply to a

@@ -11,7 +11,9 @@ s holds (-1: free). Each host step:
   4. finished rows (EOS, length, or stopped by the host) are read out and their slots freed.
 Memory is bounded by slots x capacity, not by the batch. A row's random stream depends on its global id
 and position only, so the tokens of a row do not depend on the slot count (up to float rounding in the
-batched products, which does not move a greedy choice on CPU in f32; see tests/test_slots.py).
+batched products, which does not move a greedy choice on CPU in f32; see
+tests/test_tool_loop.py::test_trajectories_do_not_depend_on_the_slot_count and
+tests/test_kv_cache.py::test_generate_through_fewer_slots_gives_the_same_tokens).
 
 Every process runs this loop in step: scheduling decisions use global views of the stop flags
 (`to_host`), and each process reads out the rows its devices hold.

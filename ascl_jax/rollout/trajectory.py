@@ -1,4 +1,4 @@
-"""What a rollout hands to training: one `Trajectory` per sampled sequence (DESIGN §2)."""
+"""What a rollout hands to training: one `Trajectory` per sampled sequence (docs/design.md §2)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One optimizer update over micro-batches, shared by SFT and RL.
 
-A loss is given as a numerator and a denominator (DESIGN §1): the step minimises
+A loss is given as a numerator and a denominator (docs/design.md §2): the step minimises
 sum(numerators) / sum(denominators) over all micro-batches, devices and hosts. Denominators never depend
 on the parameters (they count tokens or sequences), so the gradient is sum(grad numerator) divided by
 the global denominator, and the update does not depend on how the batch was split.
