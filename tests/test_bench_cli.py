@@ -32,3 +32,19 @@ def test_bench_forward_json(capsys):
     assert main(["bench", "forward", "--model", "tiny", "--batch", "2", "--seq-len", "16", "--repeats", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["forward_tokens_per_s"] > 0 and out["params"] == 918912
+
+
+@pytest.mark.parametrize("bench", ["attention", "logprobs"])
+def test_bench_kernels_json(capsys, bench):
+    extra = ["--heads", "2", "--kv-heads", "1", "--head-dim", "8", "--block", "16"] if bench == "attention" else \
+        ["--vocab", "64", "--hidden", "8", "--chunk", "16"]
+    assert main(["bench", bench, "--lengths", "32,48", *extra, "--repeats", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["T"] for r in rows] == [32, 48]
+    other = "blockwise" if bench == "attention" else "chunked"
+    assert all(r["dense_s"] > 0 and r[f"{other}_s"] > 0 and r[f"{other}_temp_mib"] >= 0 for r in rows)
+
+
+def test_bench_kernels_bad_lengths(capsys):
+    assert main(["bench", "attention", "--lengths", "a,b"]) == 2
+    assert "--lengths 'a,b'" in capsys.readouterr().err

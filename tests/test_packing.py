@@ -64,3 +64,9 @@ def test_first_fit_is_deterministic_and_checks_the_width():
     assert first_fit_rows([5, 3, 7, 2, 4], 9) == [[2, 3], [0, 4], [1]]
     with pytest.raises(DataError, match="sft.max_tokens is 6"):
         first_fit_rows([5, 7], 6)
+
+
+def test_update_width_is_a_power_of_two_then_steps_of_2048():
+    from ascl_jax.rl.batch import pack_width
+
+    assert [pack_width([n]) for n in (1, 65, 900, 2048, 2049, 4096, 9216)] == [64, 128, 1024, 2048, 4096, 4096, 10240]

@@ -36,6 +36,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=run_rollout)
+    a = kinds.add_parser("attention", help="dense against blockwise attention: forward+backward time and "
+                         "compiled temporaries per sequence length")
+    a.add_argument("--lengths", default="512,1024,2048,4096")
+    a.add_argument("--heads", type=int, default=8)
+    a.add_argument("--kv-heads", type=int, default=2)
+    a.add_argument("--head-dim", type=int, default=64)
+    a.add_argument("--block", type=int, default=512)
+    a.add_argument("--repeats", type=int, default=3)
+    a.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=run_attention)
+    lp = kinds.add_parser("logprobs", help="dense against chunked log-probabilities: forward+backward time "
+                          "and compiled temporaries per sequence length")
+    lp.add_argument("--lengths", default="512,1024,2048,4096")
+    lp.add_argument("--vocab", type=int, default=32768)
+    lp.add_argument("--hidden", type=int, default=512)
+    lp.add_argument("--chunk", type=int, default=512)
+    lp.add_argument("--repeats", type=int, default=3)
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(func=run_logprobs)
     __import__("ascl_jax.bench.train", fromlist=["add_subcommand"]).add_subcommand(kinds)  # `bench train`
     from ascl_jax.bench import compile_time
     from ascl_jax.commands.train import add_config_arguments
@@ -77,6 +97,44 @@ def run_rollout(args: argparse.Namespace) -> int:
         result = bench_rollout(args.model, args.batch or 8, args.prompt_len, args.new_tokens or 128, args.splice_len,
                                args.greedy, args.repeats, args.dtype)
     _print(result, args.json)
+    return 0
+
+
+def _lengths(text: str) -> list[int]:
+    from ascl_jax.errors import UserError
+
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        out = []
+    if not out or min(out) < 1:
+        raise UserError(f"--lengths {text!r}: give comma-separated positive integers, e.g. 512,1024,2048")
+    return out
+
+
+def _table(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows))
+        return
+    keys = list(rows[0])
+    print("  ".join(f"{k:>16}" for k in keys))
+    for r in rows:
+        print("  ".join(f"{r[k]:>16}" for k in keys))
+
+
+def run_attention(args: argparse.Namespace) -> int:
+    from ascl_jax.bench.kernels import bench_attention
+
+    _table(bench_attention(_lengths(args.lengths), heads=args.heads, kv_heads=args.kv_heads, head_dim=args.head_dim,
+                           block=args.block, repeats=args.repeats, dtype=args.dtype), args.json)
+    return 0
+
+
+def run_logprobs(args: argparse.Namespace) -> int:
+    from ascl_jax.bench.kernels import bench_logprobs
+
+    _table(bench_logprobs(_lengths(args.lengths), vocab=args.vocab, hidden=args.hidden, chunk=args.chunk,
+                          repeats=args.repeats), args.json)
     return 0
 
 

@@ -104,13 +104,15 @@ class SFTTrainer:
                     num_micro=self.cfg.micro_batches, frozen=self.frozen,
                 )
             tokens = max(float(m["token_count"]), 1.0)
+            seconds = time.perf_counter() - t0
             metrics = {
                 "sft/loss": float(m["loss"]),
                 "sft/token_accuracy": float(m["correct_sum"]) / tokens,
                 "sft/grad_norm": float(m["grad_norm"]),
                 "sft/learning_rate": float(self.lr(self.step)),
                 "sft/skipped": float(m["skipped"]),
-                "sft/tokens_per_s": float(batch["tokens"].size) / (time.perf_counter() - t0),
+                "sft/tokens_per_s": float(batch["tokens"].size) / seconds,
+                "sft/real_tokens_per_s": float(self.row_tokens[idx].sum()) / seconds,  # padding left out
                 "sft/padding_fraction": 1.0 - float(self.row_tokens[idx].sum()) / batch["tokens"].size,
             }
             self.step += 1

@@ -27,7 +27,7 @@ from ascl_jax.errors import ConfigError
 from ascl_jax.models.attention.blockwise import blockwise_attention
 from ascl_jax.models.attention.cudnn import cudnn_attention, cudnn_supports
 from ascl_jax.models.attention.dense import dense_attention
-from ascl_jax.models.attention.splash import splash_attention, splash_block
+from ascl_jax.models.attention.splash import splash_attention, splash_block, target_platform
 from ascl_jax.parallel.sharding import ShardingRules
 
 __all__ = ["ATTENTION_BACKENDS", "AttentionBackend", "attend", "blockwise_attention", "dense_attention",
@@ -74,7 +74,7 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, backend: str, dtype, q_s
         q_slot = jnp.arange(t, dtype=jnp.int32)[None, :]
     if q_segments is not None and kv_segments is None:
         kv_segments = q_segments
-    backend = resolve_backend(backend, jax.default_backend())
+    backend = resolve_backend(backend, target_platform())
     if t == 1 or backend == "dense":
         return dense_attention(q, k, v, q_slot, q_segments, kv_segments, dtype=dtype)
     if backend == "splash" and self_causal and splash_block(t) is not None:

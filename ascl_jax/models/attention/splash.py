@@ -21,6 +21,14 @@ from ascl_jax.parallel.sharding import ShardingRules
 _BLOCKS = (512, 256, 128)  # tile sizes tried, largest first; the kernel's lanes need multiples of 128
 
 
+def target_platform() -> str:
+    """The platform the program being traced is for: the mesh in context's devices (a TPU slice compiled
+    for on a CPU host is "tpu"), else the default backend."""
+    mesh = jax.sharding.get_abstract_mesh()
+    device = None if mesh.empty else mesh.abstract_device
+    return device.platform if device is not None else jax.default_backend()
+
+
 def splash_block(t: int) -> int | None:
     """The largest tile that divides a sequence of t tokens, or None when the kernel cannot take t."""
     return next((b for b in _BLOCKS if t % b == 0), None)
@@ -34,7 +42,8 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, q_segments: jax.A
     block = splash_block(t)
     if block is None:
         raise ValueError(f"splash attention needs a sequence length that is a multiple of 128, got {t}")
-    interpret = jax.default_backend() != "tpu"
+    mesh = jax.sharding.get_abstract_mesh()
+    interpret = target_platform() != "tpu"
     q = (q * jnp.asarray(hd**-0.5, q.dtype)).astype(dtype)
     k, v = k.astype(dtype), v.astype(dtype)
     segments = jnp.zeros((b, t), jnp.int32) if q_segments is None else q_segments.astype(jnp.int32)
@@ -50,7 +59,6 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, q_segments: jax.A
         out = per_row(*(x.transpose(0, 2, 1, 3) for x in (q, k, v)), segments)  # [b, H, T, hd]
         return out.transpose(0, 2, 1, 3)
 
-    mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
         out = local(q, k, v, segments)
     else:
