@@ -26,6 +26,7 @@ from ascl_jax.errors import ConfigError, UserError
 from ascl_jax.eval.benchmarks import stratified_subset
 from ascl_jax.eval.rollout_eval import evaluate
 from ascl_jax.models.lora_export import write_peft_adapter
+from ascl_jax.models.config import ModelConfig
 from ascl_jax.models.registry import RUN_MODEL_DIR, LoadedModel, export_hf, load_model
 from ascl_jax.parallel.host import sync_processes
 from ascl_jax.parallel.mesh import make_mesh
@@ -109,6 +110,7 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
     if model.chat_family is None:
         raise UserError(f"{cfg.model}: no chat format is known for this model")
     fmt = chat_format(model.chat_family, model.tokenizer)
+    _check_model_limits(model.config, cfg)
     data = task_data(cfg, fmt)
     _check_prompt_lengths(data, fmt, cfg)
     sft_steps = cfg.sft.steps if data.sft else 0
@@ -196,6 +198,24 @@ def _stage(progress: Progress | None, name: str, total: int):
     if progress is None:
         return None
     return lambda step, m: progress(name, step, total, m)
+
+
+def _check_model_limits(mcfg: ModelConfig, cfg: TrainConfig) -> None:
+    """Values that only the model can judge, checked before the run folder is written: a top-k beyond the
+    vocabulary, token budgets beyond the positions the model was built for."""
+    top_k = cfg.rollout.sampling.top_k
+    if top_k > mcfg.vocab_size:
+        raise UserError(f"rollout.sampling.top_k={top_k} is more than {cfg.model}'s vocabulary ({mcfg.vocab_size} "
+                        "tokens); use at most that, or 0 for no top-k")
+    for key, new in (("rollout.max_new_tokens", cfg.rollout.max_new_tokens),
+                     ("eval.max_new_tokens", cfg.eval.max_new_tokens)):
+        capacity = dataclasses.replace(cfg.rollout, max_new_tokens=new).capacity
+        if capacity > mcfg.max_position_embeddings:
+            raise UserError(f"{key}={new} with rollout.max_prompt_tokens={cfg.rollout.max_prompt_tokens} needs "
+                            f"{capacity} positions; {cfg.model} has {mcfg.max_position_embeddings}")
+    if cfg.sft.max_tokens > mcfg.max_position_embeddings:
+        raise UserError(f"sft.max_tokens={cfg.sft.max_tokens} is more than {cfg.model}'s "
+                        f"{mcfg.max_position_embeddings} positions")
 
 
 def _check_prompt_lengths(data: TaskData, fmt: ChatFormat, cfg: TrainConfig) -> None:
