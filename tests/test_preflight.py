@@ -17,3 +17,16 @@ def test_model_limits_are_checked_before_the_run_starts(capsys, tmp_path, overri
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not run.exists()
+
+
+def test_a_folder_or_a_non_utf8_prompts_file_is_one_line(capsys, tmp_path):
+    run = tmp_path / "run"
+    base = ["train", f"run_dir={run}", "data.task=jsonl", "sft.steps=0"]
+    assert main([*base, f"data.prompts={tmp_path}"]) == 2
+    assert f"{tmp_path}: is a folder; give a prompt file" in capsys.readouterr().err
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(b'{"id": "a", "prompt": "hi", "class": "harmful"}\n{"id": "b", "prompt": "caf\xe9", "class": "harmful"}\n')
+    assert main([*base, f"data.prompts={bad}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "latin1.jsonl:2: byte 74 (0xe9) is not UTF-8" in err[0], err
+    assert not run.exists()

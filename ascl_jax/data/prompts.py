@@ -63,13 +63,29 @@ def prompt_from_record(record: dict, where: str, default_id: str) -> Prompt:
     return Prompt(id=str(pid), messages=messages, meta=meta)
 
 
+def read_text_lines(path: Path, what: str) -> list[str]:
+    """The lines of a UTF-8 text file; a missing file, a folder, or bytes that are not UTF-8 raise
+    DataError naming the file (and the line and byte offset of the first bad byte)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give a {what} file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such {what} file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: byte {exc.start} (0x{raw[exc.start]:02x}) is not UTF-8; save the file as "
+                        "UTF-8") from None
+
+
 def read_jsonl(path: str | Path, what: str) -> Iterator[tuple[int, str, Any]]:
     """(line number, "file:line", parsed object) for each non-blank line of a JSONL file of `what`."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such {what} file") from None
+    lines = read_text_lines(path, what)
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
