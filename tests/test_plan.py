@@ -150,3 +150,18 @@ def test_collective_bytes_read_from_hlo():
     gathered = 1024 * 512 * 2
     assert collective_bytes(hlo) == gathered + 2 * 64 * 32 * 4 + 64 * 32 * 4 + gathered
     assert collective_bytes("%add = f32[4]{0} add(f32[4]{0} %a, f32[4]{0} %b)") == 0
+
+
+@needs_libtpu
+def test_micro_batches_that_do_not_split_over_the_row_shards_are_warned():
+    from ascl_jax.bench.plan import Planner
+    from ascl_jax.bench.topology import resolve_slice
+    from ascl_jax.config_io import load_config
+    from ascl_jax.models.registry import model_config
+    from ascl_jax.train_config import TrainConfig
+
+    cfg = load_config(TrainConfig, None, ["mesh.data=1", "mesh.fsdp=4", "rl.micro_batches=32", "sft.micro_batches=2"])
+    planner = Planner(cfg, resolve_slice("v5e-4"), model_config("tiny"))
+    (warning,) = planner._split_warnings()  # 64 rows in 32 micro-batches: 2 rows for 4 shards
+    assert warning.startswith("rl.micro_batches=32 leaves 2 rows a micro-batch for 4 row shards")
+    assert warning.endswith("rl.micro_batches=16 leaves 4")

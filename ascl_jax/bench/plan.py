@@ -82,6 +82,7 @@ class RunPlan:
     programs: list[ProgramPlan]
     seconds: float = 0.0
     suggestion: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def fits(self) -> bool:
@@ -97,6 +98,7 @@ class RunPlan:
             "mesh": self.mesh, "model": self.model, "params": self.params,
             "peak_gib": round(self.peak_bytes / GIB, 3), "plan_seconds": round(self.seconds, 1),
             "programs": [p.as_dict() for p in self.programs], "suggestion": self.suggestion,
+            "warnings": self.warnings,
             "note": "memory: XLA's compiled per-chip figures; seconds: estimates from XLA's cost counts on the "
                     "chip's data-sheet roofline, not measurements",
         }
@@ -171,7 +173,23 @@ class Planner:
                 log(f"compiling {prog.name} ({prog.what})")
             out.append(self._plan_program(prog, cost))
         return RunPlan(self.tpu.name, len(self.devices), str(self.devices[0].device_kind), self.mesh_sizes,
-                       self.cfg.model, self.model_config.num_params, out, time.perf_counter() - start)
+                       self.cfg.model, self.model_config.num_params, out, time.perf_counter() - start,
+                       warnings=self._split_warnings())
+
+    def _split_warnings(self) -> list[str]:
+        """Micro-batches whose rows do not divide over the row shards (data x fsdp): the sharding falls back
+        to whole rows on every chip, which computes each micro-batch once per shard."""
+        shards = self.mesh_sizes.get("data", 1) * self.mesh_sizes.get("fsdp", 1)
+        cfg, out = self.cfg, []
+        for key, rows, micro in (("sft", cfg.sft.batch_size, cfg.sft.micro_batches),
+                                 ("rl", cfg.rl.prompts_per_step * cfg.rollout.group_size, cfg.rl.micro_batches)):
+            per = rows // micro
+            if per % shards:
+                better = [m for m in range(1, micro + 1) if rows % m == 0 and (rows // m) % shards == 0]
+                hint = f"; {key}.micro_batches={max(better)} leaves {rows // max(better)}" if better else ""
+                out.append(f"{key}.micro_batches={micro} leaves {per} rows a micro-batch for {shards} row shards "
+                           f"(data x fsdp): every shard computes all of them{hint}")
+        return out
 
     def _plan_program(self, prog: Program, cost: bool = True) -> ProgramPlan:
         import jax

@@ -136,5 +136,6 @@ def format_plan(out: dict) -> str:
         else:
             change = " ".join(f"{k}={v}" for k, v in s["overrides"].items())
             lines.append(f"fits with: {change}" + (f" --topology {s['topology']}" if s["topology"] != out["slice"] else ""))
+    lines += [f"warning: {w}" for w in out.get("warnings", [])]
     lines.append(out["note"])
     return "\n".join(lines)
