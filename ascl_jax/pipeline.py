@@ -226,8 +226,10 @@ def _check_prompt_lengths(data: TaskData, fmt: ChatFormat, cfg: TrainConfig) -> 
         tool = data.tool_for(p)
         n = len(fmt.prompt_tokens(list(p.messages), [tool.schema] if tool is not None else None))
         if n > limit:
+            # What the schema alone costs tells a user whether any prompt can fit the budget.
+            bare = len(fmt.prompt_tokens(list(p.messages), None)) if tool is not None else n
             raise UserError(f"prompt {p.id!r} is {n} tokens with the rule tool's schema; rollout.max_prompt_tokens "
-                            f"is {limit}: raise it or shorten the prompt")
+                            f"is {limit} (the schema alone takes {n - bare}): raise it or shorten the prompt")
 
 
 # Settings that trade memory for compute and leave the run's mathematics alone (gradient accumulation over

@@ -30,3 +30,11 @@ def test_a_folder_or_a_non_utf8_prompts_file_is_one_line(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "latin1.jsonl:2: byte 74 (0xe9) is not UTF-8" in err[0], err
     assert not run.exists()
+
+
+def test_a_prompt_over_budget_says_what_the_tool_schema_costs(capsys, tmp_path):
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"id": "a", "prompt": "How do I bake bread?", "class": "benign"}\n')
+    assert main(["train", f"run_dir={tmp_path / 'run'}", "data.task=jsonl", f"data.prompts={data}", "sft.steps=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "rollout.max_prompt_tokens is 96 (the schema alone takes" in err, err
