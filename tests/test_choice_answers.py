@@ -1,11 +1,14 @@
-"""Multiple-choice answers: letters in their common forms, option texts, trailing explanations, and an
-answer that names two options is wrong."""
+"""Multiple-choice answers: letters in their common forms, option texts, trailing explanations, the same
+forms on the closing line after the reasoning, and an answer that names two options (or a letter with
+another option's text) is wrong."""
 
 import pytest
 
 from ascl_jax.rl.choice_answers import choice_correct, chosen_option, reference_index
 
 OPTS = ["Paris", "London", "Rome", "Berlin"]
+ECHO = "A. Paris\nB. London\nC. Rome\nD. Berlin"
+REASONING = "The capital lies on the Thames; Paris, Rome and Berlin lie elsewhere.\n\n"
 
 
 @pytest.mark.parametrize("answer,index", [
@@ -30,6 +33,38 @@ def test_chosen(answer, index):
     "A. Paris\nB. London\nC. Rome\nD. Berlin",  # the options repeated, none chosen
 ])
 def test_no_single_choice(answer):
+    assert chosen_option(answer, OPTS) is None
+
+
+# The forms outside completions close with (simple-evals reads only "Answer: X"; lm-eval's flexible filter
+# the last "(X)", an option's text, or ": X"): each after some reasoning, as graded completions have it.
+@pytest.mark.parametrize("closing", [
+    "**B**", "(B)", "B", "Answer: B)", "Answer: B) London", "London", "**London**", "B. London", "B) London",
+    "**B. London**", "**(B) London**", "The correct option is (B).", "I choose B.", "B is correct.",
+    "B is the correct answer.", "Option B", "The best answer is B", "**Answer:** B", "Answer: $\\boxed{B}$",
+])
+def test_closing_line_forms_after_reasoning(closing):
+    assert chosen_option(REASONING + closing, OPTS) == 1
+    assert choice_correct(REASONING + closing, "B", OPTS)
+
+
+@pytest.mark.parametrize("answer, index", [
+    (ECHO + "\n\n**B**", 1), (ECHO + "\n\n(B)", 1), (ECHO + "\n\nB. London", 1),  # apart from the list
+    (ECHO + "\n\n**B. London**", 1),
+])
+def test_closing_choice_after_the_options_repeated(answer, index):
+    assert chosen_option(answer, OPTS) == index
+
+
+@pytest.mark.parametrize("answer", [
+    ECHO + "\nB. London",  # one more line of the list
+    ECHO + "\n\nB. Rome",  # B's letter with C's text
+    "A) is in France\n\nB) is right\n\nD) is wrong because Berlin is in Germany",  # options discussed in turn
+    REASONING + "B. Rome", REASONING + "B or C", REASONING + "**B** or **C**", "\\boxed{B} or \\boxed{C}",
+    "(A) or \\boxed{B}", "B. Rome", "Answer: B) Rome", REASONING + "A plant needs light.",
+    "Option A is wrong.\n\nSo B.",  # no letter stands as the choice
+])
+def test_closing_line_rejections(answer):
     assert chosen_option(answer, OPTS) is None
 
 
