@@ -12,6 +12,7 @@ from ascl_jax.models.config import ComputeConfig
 from ascl_jax.models.lora import LoRAConfig
 from ascl_jax.parallel.mesh import MeshConfig
 from ascl_jax.rl.config import AdvantageConfig, RLConfig
+from ascl_jax.rl.paper_reward import PaperRewardConfig
 from ascl_jax.rl.rewards import RewardConfig
 from ascl_jax.rollout.sampling import SamplingConfig
 from ascl_jax.rollout.tool_loop import RolloutConfig
@@ -83,16 +84,21 @@ class TrainConfig:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=200, batch_size=32, max_tokens=160))
+    # 300 steps, the length of the SFT learning-rate schedule: the tiny model learns late to copy the
+    # utility prompt's thing into its answer (seed 0: under half of the held-out utility prompts right
+    # after 200 steps, all after 300). RL's 40 steps keep the whole demo near 10 minutes on 2 CPU cores.
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=300, batch_size=32, max_tokens=160))
     rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(
         group_size=8, max_prompt_tokens=96, max_new_tokens=96, max_tool_calls=2, max_tool_response_tokens=48,
         decode_chunk=16, sampling=SamplingConfig(temperature=1.0)))
-    rl: RLConfig = field(default_factory=lambda: RLConfig(steps=60, prompts_per_step=8, advantage=AdvantageConfig()))
+    rl: RLConfig = field(default_factory=lambda: RLConfig(steps=40, prompts_per_step=8, advantage=AdvantageConfig()))
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
-        learning_rate=1e-4, warmup_steps=0, total_steps=60, min_lr_ratio=0.5, max_grad_norm=1.0))
+        learning_rate=1e-4, warmup_steps=0, total_steps=40, min_lr_ratio=0.5, max_grad_norm=1.0))
+    # The paper's reward (Eq. 1 of arXiv 2602.13562), with no cost per tool call. Its utility term is 0:
+    # the paper trains RL on harmful and sensitive prompts only, and the demo's utility prompts, which
+    # share the training split with the cold start, are to be evaluated, not rewarded.
     rewards: RewardConfig = field(default_factory=lambda: RewardConfig(
-        weights={"format": 0.2, "safety": 1.0, "over_refusal": 1.0, "utility": 1.0, "rule_action": 1.0,
-                 "tool_cost": 1.0}, tool_call_cost=0.05))
+        preset="paper", paper=PaperRewardConfig(utility=0.0)))
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

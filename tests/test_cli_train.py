@@ -26,7 +26,7 @@ def test_train_demo_end_to_end(tmp_path, capsys):
         assert summary["n"] == 6 and 0 <= summary["safety_rate"] <= 1
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines] == list(range(1, 9))
-    assert "sft/loss" in lines[0] and "consult_rate" in lines[-1] and "reward/format" in lines[-1]
+    assert "sft/loss" in lines[0] and "consult_rate" in lines[-1] and "reward/format_gate" in lines[-1]
     assert any("consult_rate/sensitive" in l for l in lines[6:])
     report = (run / "report.md").read_text()
     assert "context-distillation/after_sft" in report and "training_curves.png" in report

@@ -77,12 +77,13 @@ def test_describe_lists_every_option_with_its_default():
     assert "rollout.sampling.top_p" in rows and "mesh.tensor" in rows and "data.demo.allow_probability" in rows
 
 
-def test_drift_demo_differs_from_the_demo_only_in_the_consult_cost():
+def test_drift_demo_is_the_demo_in_its_own_run_folder():
+    """The demo takes the paper's reward, with no cost per tool call: the setting where consultation
+    drift can happen, which configs/demo-drift.yaml names for `ascl compare`."""
     import dataclasses
 
     root = Path(__file__).parent.parent / "configs"
     drift = load_config(TrainConfig, root / "demo-drift.yaml")
-    assert drift.rewards.tool_call_cost == 0.0
-    same = dataclasses.replace(drift, run_dir=TrainConfig().run_dir,
-                               rewards=dataclasses.replace(drift.rewards, tool_call_cost=TrainConfig().rewards.tool_call_cost))
-    assert same == TrainConfig()
+    assert drift.rewards.preset == "paper" and drift.rewards.paper.sensitive_call_penalty == 0.0
+    assert drift.run_dir != TrainConfig().run_dir
+    assert dataclasses.replace(drift, run_dir=TrainConfig().run_dir) == TrainConfig()

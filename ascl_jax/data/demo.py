@@ -10,12 +10,25 @@ Three classes of prompt:
   answer is plant."): a verifiable task the tiny model learns within the demo's SFT budget, so a loss of
   utility after RL is visible. The rules do not help, and consulting only spends tokens and time.
   (Single-digit sums, copying a word out of the prompt, or a bare kind as the answer, it does not learn
-  in 200 steps: each needs a lookup across the prompt driven by one answer token.)
+  within that budget: each needs a lookup across the prompt driven by one answer token.)
 
-A consult costs: the rule text fills the context budget, the time to generate grows, and the reward
-may charge a small cost per call. So the model has something to learn about *when* to consult. The
-cold-start data consults at random (on every class) and, when it did not consult on a sensitive prompt,
-guesses; RL then has both behaviours in every group to learn from.
+As in the paper (Wang et al., arXiv 2602.13562 v1, §4), RL learns from the harmful and sensitive
+prompts, by its Eq. 1 (`rewards.preset: paper`, no cost per tool call), and utility is only evaluated:
+utility prompts share the training split with the cold start, and the demo's reward pays them nothing
+(`rewards.paper.utility: 0`), so their groups carry no advantage (bar the penalty for a faulty tool call,
+which applies to every class). A sensitive prompt the episode's rules allow is one to answer (safe 0.5 +
+compliance 1.0; refusing it scores 0.5); one they forbid is, for that episode, a harmful prompt (1.5 for
+a refusal, 0 for an answer), as `ascl_jax.rl.paper_reward` scores `expected_action: refuse`. Without a
+consult the best guess on a sensitive prompt is a refusal (0.5 x 0.5 + 0.5 x 1.5 = 1.0 against 0.75 for
+an answer); a consult that follows the rule scores 1.5. Consulting is what lifts compliance without
+giving up safety.
+
+The cold start consults at random on harmful and sensitive prompts and, when it did not consult on a
+sensitive one, guesses; RL then has both behaviours in every group to learn from. Those turns open with
+a short reasoning block (the format gate of Eq. 1 asks for one). Utility prompts are answered directly:
+the paper's cold start holds no utility prompts (the base model's skill is kept, not taught), and a
+consult would put the tool's response between the thing and its answer, which the tiny model learns
+worse.
 """
 
 from __future__ import annotations
@@ -127,25 +140,35 @@ def answer_text(prompt: Prompt, action: str) -> str:
     return f"Sure. Here is how: step 1, learn the basics of {prompt.meta['topic']}."
 
 
+def reasoning_text(topic: str) -> str:
+    """The reasoning block that opens a cold-start turn on a harmful or sensitive prompt: the paper's
+    format gate asks for one (`rewards.paper.require_reasoning`). It names the topic, which the consult's
+    category then repeats, in as few tokens as that takes: the longest cold-start example, a consult on a
+    sensitive prompt, then still pads to 144 tokens, not 160."""
+    return f"<think>{topic}</think>"
+
+
 def cold_start_conversation(prompt: Prompt, rng: random.Random, consult_probability: float) -> list[dict]:
-    """One SFT conversation for `prompt`: consults with `consult_probability` (on every class) and then
-    follows the rule; without a consult it answers harmful and utility prompts right and guesses on
-    sensitive ones, as a model without the rules in context must."""
+    """One SFT conversation for `prompt`: a harmful or sensitive prompt opens with `reasoning_text`,
+    consults with `consult_probability` and then follows the rule; without a consult it refuses a harmful
+    prompt and guesses on a sensitive one, as a model without the rules in context must. A utility prompt
+    is answered right, directly."""
     meta = prompt.meta
     messages = [dict(m) for m in prompt.messages]
     topic = meta.get("topic")
-    consult = rng.random() < consult_probability
-    if consult:
-        category = topic if topic is not None else "hacking"  # utility: a pointless look-up, as models do
-        call = f'<tool_call>{{"name": "consult_safety_rules", "arguments": {{"category": "{category}"}}}}</tool_call>'
-        response = demo_tool(prompt).call({"category": category}).text
-        messages += [{"role": "assistant", "content": call}, {"role": "tool", "content": response}]
-        action = meta.get("expected_action", "comply")
-    elif meta["class"] == "sensitive":
-        action = rng.choice(["comply", "refuse"])
+    if topic is None:
+        messages.append({"role": "assistant", "content": answer_text(prompt, "comply")})
+        return messages
+    if rng.random() < consult_probability:
+        call = f'<tool_call>{{"name": "consult_safety_rules", "arguments": {{"category": "{topic}"}}}}</tool_call>'
+        response = demo_tool(prompt).call({"category": topic}).text
+        messages += [{"role": "assistant", "content": reasoning_text(topic) + call},
+                     {"role": "tool", "content": response}]
+        answer = answer_text(prompt, meta["expected_action"])
     else:
-        action = meta.get("expected_action", "comply")
-    messages.append({"role": "assistant", "content": answer_text(prompt, action)})
+        action = rng.choice(["comply", "refuse"]) if meta["class"] == "sensitive" else meta["expected_action"]
+        answer = reasoning_text(topic) + answer_text(prompt, action)
+    messages.append({"role": "assistant", "content": answer})
     return messages
 
 

@@ -1,5 +1,6 @@
 """Run reports: a markdown file with tables and PNG plots (reward and consult rate per class over the
-RL steps; safety against utility for each evaluated model), and results.json for machines."""
+RL steps; safety against utility and against compliance for each evaluated model), and results.json for
+machines."""
 
 from __future__ import annotations
 
@@ -64,23 +65,44 @@ def _wilson(r: dict[str, Any], key: str) -> tuple[float, float] | None:
     return wilson_interval(round(r[key] * n), n) if n else None
 
 
+# The x axes of the safety plot's panels: (rate, axis label, title); "compliance" is 1 − over-refusal rate.
+SAFETY_AXES = (("utility_accuracy", "utility accuracy", "utility"),
+               ("compliance", "compliance (1 − over-refusal)", "compliance"))
+
+
+def _point(r: dict[str, Any], key: str) -> tuple[float, tuple[float, float] | None] | None:
+    """(rate, its 95% Wilson interval or None) of `key` in one model's results, None where it has no such
+    rate; "compliance" is 1 − over_refusal_rate, with the interval flipped."""
+    if key == "compliance":
+        if r.get("over_refusal_rate") is None:
+            return None
+        iv = _wilson(r, "over_refusal_rate")
+        return 1.0 - r["over_refusal_rate"], ((1.0 - iv[1], 1.0 - iv[0]) if iv else None)
+    return (r[key], _wilson(r, key)) if r.get(key) is not None else None
+
+
 def plot_safety_utility(results: dict[str, dict[str, Any]], path: Path) -> Path | None:
-    """Each evaluated model (after SFT, after RL, the baseline) at (utility accuracy, safety rate), with
-    95% Wilson intervals of both proportions."""
-    points = {n: r for n, r in results.items() if r.get("safety_rate") is not None and r.get("utility_accuracy") is not None}
-    if not points:
+    """Each evaluated model (after SFT, after RL, the baseline) at (utility accuracy, safety rate) and,
+    beside it, at (compliance, safety rate): both sides of the trade-off, with 95% Wilson intervals of
+    every proportion. A panel no model has both rates for is left out."""
+    panels = []
+    for key, label, title in SAFETY_AXES:
+        points = {n: (x, y) for n, r in results.items()
+                  if (x := _point(r, key)) is not None and (y := _point(r, "safety_rate")) is not None}
+        if points:
+            panels.append((label, title, points))
+    if not panels:
         return None
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    for name, r in points.items():
-        x, y = r["utility_accuracy"], r["safety_rate"]
-        xi, yi = _wilson(r, "utility_accuracy"), _wilson(r, "safety_rate")
-        # max(0, .): at a rate of 0 or 1 the bound and the rate differ only by rounding
-        xerr = [[max(0.0, x - xi[0])], [max(0.0, xi[1] - x)]] if xi else None
-        yerr = [[max(0.0, y - yi[0])], [max(0.0, yi[1] - y)]] if yi else None
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=name)
-    ax.set_xlabel("utility accuracy"), ax.set_ylabel("safety rate")
-    ax.set_xlim(-0.05, 1.05), ax.set_ylim(-0.05, 1.05), ax.set_title("safety against utility (95% intervals)")
-    ax.legend(fontsize=7, loc="lower left")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
+    for ax, (label, title, points) in zip(axes[0], panels):
+        for name, ((x, xi), (y, yi)) in points.items():
+            # max(0, .): at a rate of 0 or 1 the bound and the rate differ only by rounding
+            xerr = [[max(0.0, x - xi[0])], [max(0.0, xi[1] - x)]] if xi else None
+            yerr = [[max(0.0, y - yi[0])], [max(0.0, yi[1] - y)]] if yi else None
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=name)
+        ax.set_xlabel(label), ax.set_ylabel("safety rate")
+        ax.set_xlim(-0.05, 1.05), ax.set_ylim(-0.05, 1.05), ax.set_title(f"safety against {title} (95% intervals)")
+        ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -121,7 +143,8 @@ def write_report(run_dir: Path, title: str, results: dict[str, dict[str, Any]], 
     if curves:
         parts += ["", "## RL training", "", f"![reward and consult rate per class]({curves.name})"]
     if scatter:
-        parts += ["", "## Safety against utility", "", f"![safety against utility]({scatter.name})"]
+        parts += ["", "## Safety against utility and compliance", "",
+                  f"![safety against utility and against compliance]({scatter.name})"]
     path = run_dir / "report.md"
     path.write_text("\n".join(parts) + "\n")
     return path
