@@ -204,7 +204,10 @@ def test_pipeline_resume_after_kill_equals_uninterrupted_run(tmp_path):
     overrides = ["sft.steps=2", "sft.batch_size=8", "rl.steps=3", "rl.prompts_per_step=2", "rollout.group_size=4",
                  "rollout.max_new_tokens=16", "eval.max_prompts=2", "eval.max_new_tokens=8",
                  "data.demo.train_prompts=16", "data.demo.eval_prompts=2", "checkpoint.every=1",
-                 "optimizer.learning_rate=0.001", "sft.optimizer.warmup_steps=0"]
+                 "optimizer.learning_rate=0.001", "sft.optimizer.warmup_steps=0",
+                 # the weighted terms give a 2-step model's 16-token rollouts a reward spread (the paper
+                 # preset's format gate scores them all 0), so RL has a gradient to resume
+                 "rewards.preset=terms"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     run_training(load_config(TrainConfig, None, overrides + [f"run_dir={whole}"]))
 
