@@ -8,7 +8,7 @@ LoRA, fewer rollout rows at once, a bigger slice) and names the first that fits.
 
 Times are compiler estimates, not measurements.
 
-`--model` / `model=` may name an architecture without weights: qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b,
+`--model` / `model=` may name an architecture without weights: qwen3-0.6b, qwen3-1.7b, qwen3-4b, qwen3-8b, qwen3-14b,
 qwen2.5-7b, llama-3.1-8b (their published config.json ship with ascl_jax), besides everything `ascl
 train` takes (a folder's config.json is read; its weights are not)."""
 
