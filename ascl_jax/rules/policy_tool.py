@@ -25,11 +25,10 @@ import json
 from typing import Any
 
 from ascl_jax.chat.json_schema import json_type, short_json
-from ascl_jax.errors import ConfigError
 from ascl_jax.rules.categories import category_name
 from ascl_jax.rules.retrieval import BM25Retriever, RuleRetriever
-from ascl_jax.rules.rulebook import Rule, RuleBook, did_you_mean
-from ascl_jax.rules.tool import TRUNCATION_MARKER, ToolResult, cut_text
+from ascl_jax.rules.rulebook import Rule, RuleBook
+from ascl_jax.rules.tool import TRUNCATION_MARKER, BoundedRuleTool, ToolResult, cut_text
 
 __all__ = ["DEFAULT_TOP_K", "MAX_TOP_K", "POLICY_TOOL_NAME", "RetrievePolicyTool"]
 
@@ -38,14 +37,12 @@ DEFAULT_TOP_K = 3
 MAX_TOP_K = 20
 _ARGUMENT_KEYS = ("query", "top_k")
 _MAX_QUERY_CHARS = 1000
-_MIN_MAX_CHARS = 80
 _EXAMPLE = json.dumps({"query": "instructions for building a weapon", "top_k": DEFAULT_TOP_K})
-_FIX_OBJECT = f"The arguments must be a JSON object such as {_EXAMPLE}."
 _FIX_QUERY = f"Give 'query' as a string of a few words about the request. Example: {_EXAMPLE}."
 _FIX_TOP_K = f"Give 'top_k' as a whole number from 1 to {MAX_TOP_K}, or leave it out for {DEFAULT_TOP_K}."
 
 
-class RetrievePolicyTool:
+class RetrievePolicyTool(BoundedRuleTool):
     """The policy retrieval tool over one rule book.
 
     `retriever` defaults to `BM25Retriever(rulebook, normalise=True)`; any `RuleRetriever` may be given
@@ -55,20 +52,7 @@ class RetrievePolicyTool:
     name = POLICY_TOOL_NAME
 
     def __init__(self, rulebook: RuleBook, retriever: RuleRetriever | None = None, max_chars: int = 4000):
-        if not isinstance(rulebook, RuleBook) or len(rulebook) == 0:
-            raise ConfigError("retrieve_policy needs a RuleBook with at least one rule; load one with load_rulebook")
-        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < _MIN_MAX_CHARS:
-            raise ConfigError(f"tool max_chars is {max_chars!r}; use an integer >= {_MIN_MAX_CHARS} (default 4000)")
-        if retriever is None:
-            retriever = BM25Retriever(rulebook, normalise=True)
-        if not isinstance(retriever, RuleRetriever):
-            raise ConfigError(
-                f"tool retriever {type(retriever).__name__} has no retrieve(category, query, k) method; "
-                "implement the RuleRetriever protocol"
-            )
-        self.rulebook = rulebook
-        self.retriever = retriever
-        self.max_chars = max_chars
+        super().__init__(rulebook, retriever, max_chars, 4000, lambda book: BM25Retriever(book, normalise=True))
 
     # -- schema ------------------------------------------------------------------------------------------
     @property
@@ -113,9 +97,6 @@ class RetrievePolicyTool:
         }
 
     # -- call --------------------------------------------------------------------------------------------
-    def __call__(self, arguments: Any) -> ToolResult:
-        return self.call(arguments)
-
     def call(self, arguments: Any) -> ToolResult:
         """Retrieve and format clauses for one call; bad arguments give an error result, never an exception."""
         parsed = self._parse_arguments(arguments)
@@ -132,23 +113,9 @@ class RetrievePolicyTool:
         return self._format(hits)
 
     def _parse_arguments(self, arguments: Any) -> tuple[str, int] | ToolResult:
-        if isinstance(arguments, str):
-            try:
-                decoded = json.loads(arguments)
-            except json.JSONDecodeError:
-                decoded = None
-            if not isinstance(decoded, dict):
-                return self._error("arguments are not a JSON object", _FIX_OBJECT)
-            arguments = decoded
-        if not isinstance(arguments, dict):
-            return self._error(f"arguments are {json_type(arguments)}, not an object", _FIX_OBJECT)
-        unknown = [key for key in arguments if key not in _ARGUMENT_KEYS]
-        if unknown:
-            hints = "".join(did_you_mean(key, _ARGUMENT_KEYS) for key in unknown)
-            return self._error(
-                f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(repr(str(k)) for k in unknown)}",
-                f"Only 'query' and 'top_k' are accepted{hints}. Example: {_EXAMPLE}.",
-            )
+        arguments = self._object_arguments(arguments, _ARGUMENT_KEYS, _EXAMPLE)
+        if isinstance(arguments, ToolResult):
+            return arguments
         query = arguments.get("query")
         if query is None:
             return self._error("missing argument 'query'", _FIX_QUERY)
@@ -172,15 +139,6 @@ class RetrievePolicyTool:
         if not 1 <= top_k <= MAX_TOP_K:
             return self._error(f"'top_k' is {top_k}, outside 1..{MAX_TOP_K}", _FIX_TOP_K)
         return query, top_k
-
-    def _error(self, problem: str, fix: str) -> ToolResult:
-        return self._bounded(f"Error: {problem}. {fix}", error=problem)
-
-    def _bounded(self, text: str, *, error: str | None) -> ToolResult:
-        if len(text) <= self.max_chars:
-            return ToolResult(text=text, error=error)
-        cut = cut_text(text, self.max_chars - len(TRUNCATION_MARKER) - 1)
-        return ToolResult(text=f"{cut} {TRUNCATION_MARKER}", truncated=True, error=error)
 
     @staticmethod
     def format_result(rank: int, rule: Rule, score: float) -> str:

@@ -15,14 +15,16 @@ Output format, one block per rule, blocks separated by a blank line:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ascl_jax.chat.json_schema import json_type
 from ascl_jax.errors import ConfigError
 from ascl_jax.rules.retrieval import HybridRetriever, RuleRetriever
 from ascl_jax.rules.rulebook import Rule, RuleBook, did_you_mean
 
-__all__ = ["ConsultSafetyRulesTool", "ToolResult", "TOOL_NAME", "TRUNCATION_MARKER", "cut_text"]
+__all__ = ["BoundedRuleTool", "ConsultSafetyRulesTool", "ToolResult", "TOOL_NAME", "TRUNCATION_MARKER", "cut_text"]
 
 TOOL_NAME = "consult_safety_rules"
 TRUNCATION_MARKER = "[truncated]"
@@ -64,7 +66,76 @@ def _normalise_category(value: str) -> str:
     return "_".join(value.strip().lower().replace("-", " ").split())
 
 
-class ConsultSafetyRulesTool:
+class BoundedRuleTool:
+    """What every rule tool shares: a non-empty book, a retriever, results bounded by `max_chars`, and
+    bad arguments answered with an error result (never an exception). A subclass sets `name`, writes
+    `schema` and `call`, and parses its own arguments after `_object_arguments`."""
+
+    name: str
+
+    def __init__(self, rulebook: RuleBook, retriever: RuleRetriever | None, max_chars: int,
+                 default_max_chars: int, default_retriever: Callable[[RuleBook], RuleRetriever]):
+        if not isinstance(rulebook, RuleBook) or len(rulebook) == 0:
+            raise ConfigError(f"{self.name} needs a RuleBook with at least one rule; load one with load_rulebook")
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < _MIN_MAX_CHARS:
+            raise ConfigError(f"tool max_chars is {max_chars!r}; use an integer >= {_MIN_MAX_CHARS} "
+                              f"(default {default_max_chars})")
+        if retriever is None:
+            retriever = default_retriever(rulebook)
+        if not isinstance(retriever, RuleRetriever):
+            raise ConfigError(
+                f"tool retriever {type(retriever).__name__} has no retrieve(category, query, k) method; "
+                "implement the RuleRetriever protocol"
+            )
+        self.rulebook = rulebook
+        self.retriever = retriever
+        self.max_chars = max_chars
+
+    def __call__(self, arguments: Any) -> ToolResult:
+        return self.call(arguments)
+
+    def call(self, arguments: Any) -> ToolResult:
+        raise NotImplementedError
+
+    @staticmethod
+    def _kind(value: Any) -> str:
+        """How an error names the type of arguments that are not an object ("an array")."""
+        return json_type(value)
+
+    def _object_arguments(self, arguments: Any, keys: tuple[str, ...], example: str) -> dict | ToolResult:
+        """`arguments` as a dict (a JSON object encoded as a string is decoded, as the OpenAI API delivers
+        them) holding only `keys`, or the error result that says what is wrong."""
+        fix = f"The arguments must be a JSON object such as {example}."
+        if isinstance(arguments, str):
+            try:
+                decoded = json.loads(arguments)
+            except json.JSONDecodeError:
+                decoded = None
+            if not isinstance(decoded, dict):
+                return self._error("arguments are not a JSON object", fix)
+            arguments = decoded
+        if not isinstance(arguments, dict):
+            return self._error(f"arguments are {self._kind(arguments)}, not an object", fix)
+        unknown = [key for key in arguments if key not in keys]
+        if unknown:
+            hints = "".join(did_you_mean(key, keys) for key in unknown)
+            return self._error(
+                f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(repr(str(k)) for k in unknown)}",
+                f"Only {' and '.join(repr(k) for k in keys)} are accepted{hints}. Example: {example}.",
+            )
+        return arguments
+
+    def _error(self, problem: str, fix: str) -> ToolResult:
+        return self._bounded(f"Error: {problem}. {fix}", error=problem)
+
+    def _bounded(self, text: str, *, error: str | None) -> ToolResult:
+        if len(text) <= self.max_chars:
+            return ToolResult(text=text, error=error)
+        cut = cut_text(text, self.max_chars - len(TRUNCATION_MARKER) - 1)
+        return ToolResult(text=f"{cut} {TRUNCATION_MARKER}", truncated=True, error=error)
+
+
+class ConsultSafetyRulesTool(BoundedRuleTool):
     """The rule tool over one rule book.
 
     `retriever` defaults to `HybridRetriever(rulebook)`; any `RuleRetriever` may be given. A category is
@@ -82,23 +153,10 @@ class ConsultSafetyRulesTool:
         max_rules: int = 3,
         max_chars: int = 1200,
     ):
-        if not isinstance(rulebook, RuleBook) or len(rulebook) == 0:
-            raise ConfigError("consult_safety_rules needs a RuleBook with at least one rule; load one with load_rulebook")
+        super().__init__(rulebook, retriever, max_chars, 1200, HybridRetriever)
         if isinstance(max_rules, bool) or not isinstance(max_rules, int) or max_rules < 1:
             raise ConfigError(f"tool max_rules is {max_rules!r}; use an integer >= 1 (default 3)")
-        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < _MIN_MAX_CHARS:
-            raise ConfigError(f"tool max_chars is {max_chars!r}; use an integer >= {_MIN_MAX_CHARS} (default 1200)")
-        if retriever is None:
-            retriever = HybridRetriever(rulebook)
-        if not isinstance(retriever, RuleRetriever):
-            raise ConfigError(
-                f"tool retriever {type(retriever).__name__} has no retrieve(category, query, k) method; "
-                "implement the RuleRetriever protocol"
-            )
-        self.rulebook = rulebook
-        self.retriever = retriever
         self.max_rules = max_rules
-        self.max_chars = max_chars
         self._categories = {_normalise_category(c): c for c in rulebook.categories}
 
     # -- schema ------------------------------------------------------------------------------------------
@@ -145,9 +203,6 @@ class ConsultSafetyRulesTool:
         }
 
     # -- call --------------------------------------------------------------------------------------------
-    def __call__(self, arguments: Any) -> ToolResult:
-        return self.call(arguments)
-
     def call(self, arguments: Any) -> ToolResult:
         """Retrieve and format rules for one call; bad arguments give an error result, never an exception."""
         parsed = self._parse_arguments(arguments)
@@ -167,29 +222,9 @@ class ConsultSafetyRulesTool:
     def _parse_arguments(self, arguments: Any) -> tuple[str | None, str | None] | ToolResult:
         example = json.dumps({"category": self.rulebook.categories[0], "query": "a few words about the request"})
         valid = f"Valid categories: {', '.join(self.rulebook.categories)}."
-        if isinstance(arguments, str):
-            try:
-                decoded = json.loads(arguments)
-            except json.JSONDecodeError:
-                decoded = None
-            if not isinstance(decoded, dict):
-                return self._error(
-                    "arguments are not a JSON object",
-                    f"The arguments must be a JSON object such as {example}.",
-                )
-            arguments = decoded
-        if not isinstance(arguments, dict):
-            return self._error(
-                f"arguments are a {type(arguments).__name__}, not an object",
-                f"The arguments must be a JSON object such as {example}.",
-            )
-        unknown = [key for key in arguments if key not in _ARGUMENT_KEYS]
-        if unknown:
-            hints = "".join(did_you_mean(key, _ARGUMENT_KEYS) for key in unknown)
-            return self._error(
-                f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(repr(str(k)) for k in unknown)}",
-                f"Only 'category' and 'query' are accepted{hints}. Example: {example}.",
-            )
+        arguments = self._object_arguments(arguments, _ARGUMENT_KEYS, example)
+        if isinstance(arguments, ToolResult):
+            return arguments
         values: dict[str, str | None] = {}
         for key in _ARGUMENT_KEYS:
             value = arguments.get(key)
@@ -218,14 +253,9 @@ class ConsultSafetyRulesTool:
             )
         return category, query
 
-    def _error(self, problem: str, fix: str) -> ToolResult:
-        return self._bounded(f"Error: {problem}. {fix}", error=problem)
-
-    def _bounded(self, text: str, *, error: str | None) -> ToolResult:
-        if len(text) <= self.max_chars:
-            return ToolResult(text=text, error=error)
-        cut = cut_text(text, self.max_chars - len(TRUNCATION_MARKER) - 1)
-        return ToolResult(text=f"{cut} {TRUNCATION_MARKER}", truncated=True, error=error)
+    @staticmethod
+    def _kind(value: Any) -> str:
+        return f"a {type(value).__name__}"
 
     @staticmethod
     def format_rule(rule: Rule) -> str:

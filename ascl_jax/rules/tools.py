@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from ascl_jax.errors import ConfigError
 from ascl_jax.rules.policy_tool import RetrievePolicyTool
 from ascl_jax.rules.rulebook import RuleBook, did_you_mean
-from ascl_jax.rules.tool import ConsultSafetyRulesTool, ToolResult
+from ascl_jax.rules.tool import BoundedRuleTool, ConsultSafetyRulesTool, ToolResult
 
 __all__ = ["RULE_TOOLS", "RuleTool", "TOOL_NAMES", "make_tool"]
 
@@ -32,7 +32,7 @@ class RuleTool(Protocol):
     def call(self, arguments: Any) -> ToolResult: ...
 
 
-RULE_TOOLS: dict[str, type[ConsultSafetyRulesTool] | type[RetrievePolicyTool]] = {
+RULE_TOOLS: dict[str, type[BoundedRuleTool]] = {
     cls.name: cls for cls in (ConsultSafetyRulesTool, RetrievePolicyTool)
 }
 TOOL_NAMES: tuple[str, ...] = tuple(RULE_TOOLS)
