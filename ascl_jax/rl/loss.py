@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ascl_jax.errors import ConfigError
+from ascl_jax.models.chunked_logprobs import token_stats
 
 __all__ = ["KL_ESTIMATORS", "LOSS_AGGREGATIONS", "RATIO_LEVELS", "SEQ_DENOMINATORS", "policy_loss", "token_logprobs"]
 
@@ -34,23 +35,15 @@ def token_logprobs(logits: jax.Array, targets: jax.Array, *, temperature: float 
     Returns:
       f32[B, T].
 
-    Computed as the gathered logit minus logsumexp over the vocabulary (max-shifted, so stable), which
-    never builds a [B, T, V] log-softmax copy next to the logits.
+    Computed as the gathered logit minus logsumexp over the vocabulary (max-shifted, so stable) by
+    `ascl_jax.models.chunked_logprobs`, the head SFT and RL use; under jit no [B, T, V] log-softmax copy
+    is built next to the logits.
     """
-    if isinstance(temperature, numbers.Real) and temperature <= 0:
-        raise ConfigError(f"temperature={temperature!r} must be > 0 for log-probabilities")
     if logits.ndim != 3 or targets.shape != logits.shape[:2]:
         raise ValueError(f"token_logprobs wants logits [B, T, V] and targets [B, T], got {logits.shape} and {targets.shape}")
-    x = logits.astype(jnp.float32)
-    if not (isinstance(temperature, numbers.Real) and temperature == 1):
-        x = x / temperature
-    # Subtract the row max from the picked logit and inside the logsumexp *separately*: both terms stay
-    # small, so large logits (say 1e4, whose float32 ulp is 1e-3) lose no precision in `picked − lse`.
-    # The max carries no gradient: the result does not depend on it.
-    mx = jax.lax.stop_gradient(jnp.max(x, axis=-1))
-    mx = jnp.where(jnp.isfinite(mx), mx, 0.0)
-    picked = jnp.take_along_axis(x, targets.astype(jnp.int32)[..., None], axis=-1)[..., 0]
-    return (picked - mx) - jnp.log(jnp.sum(jnp.exp(x - mx[..., None]), axis=-1))
+    # One formula for every log-probability in the project: the chunked head's, on logits already made
+    # (its entropy and argmax outputs are dead code under jit).
+    return token_stats(lambda x: x, logits, targets, temperature=temperature, chunk=0)[0]
 
 
 # --- aggregations: (per-token loss [B, T], mask [B, T], norm_constant, all_rows) -> (numerator, denominator) -
