@@ -196,8 +196,20 @@ def _generate(generate_fn: Callable[[list[str]], list[str]] | None, inputs: list
     return outputs
 
 
+class _ModelJudge:
+    """`judge_batch` and `judge` of a judge that builds its prompts (`build_inputs`), runs the judge model
+    (`generate_fn`) and reads its text (`parse`)."""
+
+    def judge_batch(self, prompts: Sequence[Prompt], answers: Sequence[str]) -> list[Verdict]:
+        outputs = _generate(self.generate_fn, self.build_inputs(prompts, answers), self.name)
+        return [self.parse(o) for o in outputs]
+
+    def judge(self, prompt: Prompt, answer: str) -> Verdict:
+        return self.judge_batch([prompt], [answer])[0]
+
+
 @dataclass
-class TemplateJudge:
+class TemplateJudge(_ModelJudge):
     """An LLM judge: `template` (a str with `{prompt}` and `{answer}`), the name of its output `parser`
     (a key of `PARSERS`), and `generate_fn`, any text generator `list[str] -> list[str]`.
 
@@ -222,16 +234,9 @@ class TemplateJudge:
     def parse(self, text: str) -> Verdict:
         return PARSERS[self.parser](text)
 
-    def judge_batch(self, prompts: Sequence[Prompt], answers: Sequence[str]) -> list[Verdict]:
-        outputs = _generate(self.generate_fn, self.build_inputs(prompts, answers), self.name)
-        return [self.parse(o) for o in outputs]
-
-    def judge(self, prompt: Prompt, answer: str) -> Verdict:
-        return self.judge_batch([prompt], [answer])[0]
-
 
 @dataclass
-class ChatJudge:
+class ChatJudge(_ModelJudge):
     """An LLM judge prompted as a chat: an optional `system` message and a `user_template` (a str with
     `{prompt}` and `{answer}`), the name of its output `parser` (a key of `PARSERS`), `render_fn` (the judge
     model's chat template: messages -> the prompt text, generation prompt included) and `generate_fn`, a text
@@ -271,16 +276,9 @@ class ChatJudge:
     def parse(self, text: str) -> Verdict:
         return PARSERS[self.parser](text)
 
-    def judge_batch(self, prompts: Sequence[Prompt], answers: Sequence[str]) -> list[Verdict]:
-        outputs = _generate(self.generate_fn, self.build_inputs(prompts, answers), self.name)
-        return [self.parse(o) for o in outputs]
-
-    def judge(self, prompt: Prompt, answer: str) -> Verdict:
-        return self.judge_batch([prompt], [answer])[0]
-
 
 @dataclass
-class Qwen3GuardJudge:
+class Qwen3GuardJudge(_ModelJudge):
     """Qwen3Guard-Gen moderating each answer: the request (`prompt_text`) and the answer go to `render_fn` as a
     user and an assistant message, and the guard model's chat template turns them into its moderation prompt
     (a response moderation: Safety, Categories and Refusal lines). `generate_fn` runs the guard model as for
@@ -326,13 +324,6 @@ class Qwen3GuardJudge:
 
     def parse(self, text: str) -> Verdict:
         return parse_qwen3guard(text, self.mode)
-
-    def judge_batch(self, prompts: Sequence[Prompt], answers: Sequence[str]) -> list[Verdict]:
-        outputs = _generate(self.generate_fn, self.build_inputs(prompts, answers), self.name)
-        return [self.parse(o) for o in outputs]
-
-    def judge(self, prompt: Prompt, answer: str) -> Verdict:
-        return self.judge_batch([prompt], [answer])[0]
 
 
 # Judges a reward may use (`rewards.judge`: a text generator is all the trainer passes) and, on top of them,

@@ -8,8 +8,6 @@ the same kernel runs in Pallas interpret mode: slow, for tests of its numerics."
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
@@ -63,17 +61,10 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, q_segments: jax.A
         out = local(q, k, v, segments)
     else:
         rows = rules.spec(("batch",), (b,), mesh)[0]
-        heads = _head_axes(rules, mesh, k.shape[2])
+        # The KV heads' own split (the rules keep only axes that divide them): each shard then holds whole
+        # groups of query heads with their KV head.
+        heads = rules.spec(("act_kv_heads",), (k.shape[2],), mesh)[0]
         qkv = P(rows, None, heads, None)
         out = jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, P(rows, None)), out_specs=qkv,
                             check_vma=False)(q, k, v, segments)
     return out.reshape(b, t, h * hd)
-
-
-def _head_axes(rules: ShardingRules, mesh, kv_heads: int):
-    """The mesh axes that split the KV heads (and with them their query heads) evenly, or None."""
-    axes = rules.spec(("act_kv_heads",), (kv_heads,), mesh)[0]
-    names = (axes,) if isinstance(axes, str) else tuple(axes or ())
-    if not names or kv_heads % math.prod(mesh.shape[n] for n in names):
-        return None
-    return axes
