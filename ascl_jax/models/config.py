@@ -98,10 +98,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_backend(self.attention)
-        for key in ("attention_block", "logprob_chunk"):
+        for key, least, word in (("attention_block", 1, "positive"), ("logprob_chunk", 0, "non-negative")):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "attention_block" else 0):
-                raise ConfigError(f"{key} must be a {'positive' if key == 'attention_block' else 'non-negative'} int, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{key} must be a {word} int, got {value!r}")
         if self.num_heads % self.num_kv_heads:
             raise ConfigError(
                 f"num_attention_heads ({self.num_heads}) must be a multiple of num_key_value_heads ({self.num_kv_heads})"
