@@ -21,7 +21,8 @@ import json
 from tokenizers import AddedToken, Tokenizer
 from transformers import PreTrainedTokenizerFast
 
-from ascl_jax.models.qwen_tokenizer import _backend_json, chat_template_text
+from ascl_jax.chat.template_text import chat_template_text
+from ascl_jax.models.qwen_tokenizer import _backend_json
 
 DEEPSEEK_R1_DISTILL_QWEN_ADDED = (
     (151643, "<｜end▁of▁sentence｜>", True), (151644, "<｜User｜>", False), (151645, "<｜Assistant｜>", False),

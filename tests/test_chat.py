@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from ascl_jax.models.qwen_tokenizer import qwen_tokenizer
 from ascl_jax.chat.formats import ChatFormat, chat_format
 from ascl_jax.chat.json_schema import validate_arguments
 from ascl_jax.chat.toolcall import (
@@ -60,17 +61,17 @@ NASTY = (
 
 @pytest.fixture(scope="module")
 def qwen3():
-    return chat_format("qwen3")
+    return chat_format("qwen3", qwen_tokenizer("qwen3"))
 
 
 @pytest.fixture(scope="module")
 def qwen3_no_think():
-    return chat_format("qwen3", enable_thinking=False)
+    return chat_format("qwen3", qwen_tokenizer("qwen3"), enable_thinking=False)
 
 
 @pytest.fixture(scope="module")
 def qwen2_5():
-    return chat_format("qwen2_5")
+    return chat_format("qwen2_5", qwen_tokenizer("qwen2_5"))
 
 
 def _tiny_chatml_tokenizer():
@@ -382,7 +383,7 @@ def test_chat_format_construction(qwen3):
     with pytest.raises(dataclasses.FrozenInstanceError):
         qwen3.family = "chatml"
     assert qwen3.family == "qwen3" and qwen3.enable_thinking
-    assert chat_format("qwen3") == qwen3 and chat_format("qwen3", enable_thinking=False) != qwen3
+    assert chat_format("qwen3", qwen_tokenizer("qwen3")) == qwen3 and chat_format("qwen3", qwen_tokenizer("qwen3"), enable_thinking=False) != qwen3
     no_chatml = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE()))
     with pytest.raises(ConfigError, match="<\\|im_start\\|>"):
         chat_format("chatml", no_chatml)

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ascl_jax.models.qwen_tokenizer import qwen_tokenizer
 from ascl_jax.chat.formats import chat_format
-from ascl_jax.data import cold_start_run
-from ascl_jax.data.cold_start import (Candidate, ColdStartError, judge_candidate, load_cold_start_prompts,
+from ascl_jax.curation import cold_start_run
+from ascl_jax.curation.cold_start import (Candidate, ColdStartError, judge_candidate, load_cold_start_prompts,
                                       parse_consult_share, select_examples, trajectory_messages)
 from ascl_jax.eval.records import ItemCache
 from ascl_jax.rl.judges import RefusalJudge
@@ -112,7 +113,7 @@ def test_conversation_rebuilt_from_tokens_encodes_to_the_same_tokens(family, tmp
     if family == "chatml_compact":
         fmt = _tiny_fmt()
     elif family == "qwen3":
-        fmt = chat_format("qwen3", enable_thinking=False)
+        fmt = chat_format("qwen3", qwen_tokenizer("qwen3"), enable_thinking=False)
     else:
         from tests.family_tokenizers import llama3_standin_tokenizer
 

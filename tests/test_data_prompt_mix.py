@@ -8,9 +8,9 @@ import random
 import pytest
 
 from ascl_jax.cli import main
-from ascl_jax.data.prompt_mix import (MixConfig, PromptMixError, balance_targets, build_index, build_mix, dedup,
+from ascl_jax.curation.prompt_mix import (MixConfig, PromptMixError, balance_targets, build_index, build_mix, dedup,
                                       make_items, normalise, overlap, split)
-from ascl_jax.data.prompt_sources import read_source, split_class
+from ascl_jax.curation.prompt_sources import read_source, split_class
 from ascl_jax.data.prompts import load_prompts
 from ascl_jax.errors import UserError
 from ascl_jax.eval.benchmarks import SHARED_DATA_DIR

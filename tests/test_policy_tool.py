@@ -10,6 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
+from ascl_jax.models.qwen_tokenizer import qwen_tokenizer
 from ascl_jax.chat.formats import chat_format
 from ascl_jax.chat.json_schema import validate_arguments
 from ascl_jax.chat.toolcall import ToolCall, ToolCallConfig, parse_tool_calls
@@ -284,7 +285,7 @@ def test_chat_formats_render_the_schema(tool):
 
     user = {"role": "user", "content": "What is a safe dose of ibuprofen?"}
     for family in ("qwen3", "qwen2_5"):  # the official templates print the whole schema
-        text = chat_format(family).render([user], [tool.schema], add_generation_prompt=True)
+        text = chat_format(family, qwen_tokenizer(family)).render([user], [tool.schema], add_generation_prompt=True)
         assert json.dumps(tool.schema, ensure_ascii=False) in text
         assert text.index('"name": "retrieve_policy"') < text.index(user["content"])
     compact = chat_format("chatml_compact", byte_tokenizer()).render([user], [tool.schema], add_generation_prompt=True)

@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ascl_jax.errors import ConfigError
-from ascl_jax.models.qwen_tokenizer import QWEN_ADDED_TOKENS, chat_template_text, qwen_tokenizer
+from ascl_jax.chat.template_text import chat_template_text
+from ascl_jax.models.qwen_tokenizer import QWEN_ADDED_TOKENS, qwen_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@ and tool markup as single tokens."""
 
 import json
 
-from ascl_jax.models.tiny_tokenizer import FILE, build, tiny_tokenizer
+from ascl_jax.data.tiny_tokenizer_build import build
+from ascl_jax.models.tiny_tokenizer import FILE, tiny_tokenizer
 
 
 def test_shipped_file_is_reproducible():

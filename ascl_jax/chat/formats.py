@@ -62,6 +62,7 @@ from typing import Any
 
 from ascl_jax.chat.call_syntax import call_text, parse_calls, strip_calls, tools_system_text
 from ascl_jax.chat.families import FAMILIES, FAMILY_SPECS, FamilySpec
+from ascl_jax.chat.template_text import chat_template_text
 from ascl_jax.chat.toolcall import (
     THINK_END,
     ParsedCall,
@@ -275,21 +276,18 @@ def chat_format(
     """The `ChatFormat` of `family` (one of `FAMILIES`: "qwen3", "qwen2_5", "chatml", "chatml_compact",
     "llama3", "deepseek_r1").
 
-    tokenizer: defaults to the packaged Qwen tokenizer for the Qwen families; required for the others (e.g.
-        `ascl_jax.models.gguf.load_gguf(smollm2_gguf_path()).tokenizer` for "chatml").
+    tokenizer: the model's tokenizer, e.g. `ascl_jax.models.qwen_tokenizer.qwen_tokenizer("qwen3")` for the
+        Qwen families or `ascl_jax.models.gguf.load_gguf(smollm2_gguf_path()).tokenizer` for "chatml". It is
+        an argument rather than a default so that `chat/` needs nothing from `models/` (docs/design.md §3).
     template: overrides the packaged template of the family (Jinja text).
     """
     if family not in FAMILIES:
         raise ConfigError(f"Unknown chat format {family!r}; choose one of: {', '.join(FAMILIES)}.")
-    from ascl_jax.models.qwen_tokenizer import chat_template_text, qwen_tokenizer
-
     if tokenizer is None:
-        if family not in ("qwen3", "qwen2_5"):
-            raise ConfigError(
-                f"The {family} chat format needs the model's tokenizer, e.g. "
-                "chat_format('chatml', load_gguf(smollm2_gguf_path()).tokenizer)."
-            )
-        tokenizer = qwen_tokenizer(family)
+        raise ConfigError(
+            f"The {family} chat format needs the model's tokenizer, e.g. chat_format('qwen3', qwen_tokenizer('qwen3')) "
+            "or chat_format('chatml', load_gguf(smollm2_gguf_path()).tokenizer)."
+        )
     return ChatFormat(
         family=family,
         tokenizer=tokenizer,

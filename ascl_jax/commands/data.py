@@ -75,9 +75,9 @@ def _shares(text: str) -> dict[str, float]:
 
 
 def run_prompts(args: argparse.Namespace) -> int:
-    from ascl_jax.data.prompt_mix import MixConfig, build_mix
-    from ascl_jax.data.prompt_output import summary_markdown, write_mix
-    from ascl_jax.data.prompt_sources import read_source, split_class
+    from ascl_jax.curation.prompt_mix import MixConfig, build_mix
+    from ascl_jax.curation.prompt_output import summary_markdown, write_mix
+    from ascl_jax.curation.prompt_sources import read_source, split_class
     from ascl_jax.eval.benchmarks import fixed_subset
 
     start = time.perf_counter()
@@ -165,7 +165,7 @@ def run_cold_start(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from ascl_jax.data.cold_start import (DEFAULT_SYSTEM, PROMPT_CLASSES, ColdStartConfig, ColdStartError,
+    from ascl_jax.curation.cold_start import (DEFAULT_SYSTEM, PROMPT_CLASSES, ColdStartConfig, ColdStartError,
                                           load_cold_start_prompts, parse_consult_share, select_examples,
                                           with_system)
 
@@ -194,7 +194,7 @@ def run_cold_start(args: argparse.Namespace) -> int:
     prompts = [with_system(p, cfg.system) for p in prompts]
 
     from ascl_jax.chat.formats import chat_format
-    from ascl_jax.data import cold_start_run as run
+    from ascl_jax.curation import cold_start_run as run
     from ascl_jax.eval.records import ItemCache
     from ascl_jax.models.registry import load_model
     from ascl_jax.rl.judges import RefusalJudge

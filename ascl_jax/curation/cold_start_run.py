@@ -21,7 +21,7 @@ import numpy as np
 
 from ascl_jax.chat.formats import ChatFormat
 from ascl_jax.data.atomic_files import write_files_atomic
-from ascl_jax.data.cold_start import (BEHAVIOURS, Candidate, ColdStartConfig, ColdStartError, conversation_record,
+from ascl_jax.curation.cold_start import (BEHAVIOURS, Candidate, ColdStartConfig, ColdStartError, conversation_record,
                                       judge_candidate)
 from ascl_jax.eval.records import ItemCache
 from ascl_jax.eval.runner import batch_seed, fingerprint, rulebook_hash

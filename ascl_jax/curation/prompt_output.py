@@ -1,4 +1,4 @@
-"""Write a prompt mix (`ascl_jax.data.prompt_mix`) as the files `ascl train` reads, with its summary.
+"""Write a prompt mix (`ascl_jax.curation.prompt_mix`) as the files `ascl train` reads, with its summary.
 
 Files in the output folder:
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ascl_jax.data.atomic_files import write_files_atomic
-from ascl_jax.data.prompt_mix import Item, Mix, MixConfig, Removal, user_text
+from ascl_jax.curation.prompt_mix import Item, Mix, MixConfig, Removal, user_text
 
 STAGES = ("read", "other_class", "duplicates", "overlap_exact", "overlap_ngram", "overlap_similar", "balanced", "train",
           "validation")

@@ -14,7 +14,7 @@ dropped, other punctuation and symbols as spaces, whitespace collapsed) of the u
   words) at least `similarity_threshold` to one of the five evaluation prompts sharing most word trigrams
   with it: a short prompt with one word changed keeps no n-gram in common, but stays similar.
 
-Everything here is a pure function of its inputs and the seed; `ascl_jax.data.prompt_output` writes
+Everything here is a pure function of its inputs and the seed; `ascl_jax.curation.prompt_output` writes
 the result."""
 
 from __future__ import annotations
