@@ -2,7 +2,8 @@
 
 A `ChatFormat` is a frozen dataclass holding a tokenizer, a Jinja chat template and a family name; the
 work is done by the module functions below (`render`, `encode_conversation`, `prompt_tokens`,
-`tool_turn_delta`, `final_answer`, ...), which the dataclass also offers as methods. Families:
+`tool_turn_delta`, `final_answer`, ...), which the dataclass also offers as methods; the template step
+under them (checking messages, marking untrusted text, running Jinja) is `ascl_jax.chat.template_render`. Families:
 
 - `qwen3`: Qwen3's official template (hybrid thinking: the model opens `<think>` itself; with
   `enable_thinking=False` the generation prompt carries an empty `<think>\\n\\n</think>\\n\\n`);
@@ -60,24 +61,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ascl_jax.chat.call_syntax import call_text, parse_calls, strip_calls, tools_system_text
+from ascl_jax.chat.call_syntax import call_text, parse_calls, strip_calls
 from ascl_jax.chat.families import FAMILIES, FAMILY_SPECS, FamilySpec
+from ascl_jax.chat.template_render import Message, Tools, render_marked
 from ascl_jax.chat.template_text import chat_template_text
-from ascl_jax.chat.toolcall import (
-    THINK_END,
-    ParsedCall,
-    ToolCallConfig,
-    normalize_tools,
-    reasoning_spans,
-)
-from ascl_jax.chat.untrusted_text import Codec, codec_for, free_chars, guard_value, strings_in
+from ascl_jax.chat.toolcall import THINK_END, ParsedCall, ToolCallConfig, reasoning_spans
+from ascl_jax.chat.untrusted_text import Codec, codec_for, free_chars
 from ascl_jax.errors import ChatError, ConfigError
-
-ROLES = ("system", "user", "assistant", "tool")
-_REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
-
-Message = Mapping[str, Any]
-Tools = Sequence[Mapping] | Mapping[str, Mapping] | None
 
 
 # ------------------------------------------------------------------------------------- the dataclass
@@ -299,86 +289,12 @@ def chat_format(
 # -------------------------------------------------------------------------------------- rendering
 
 
-def _prepare(fmt: ChatFormat, messages: Sequence[Message], tools: Tools, marker: str) -> tuple[list[dict], list | None]:
-    """Validated, guarded copies of the messages and tools, as the template will see them."""
-    codec = fmt._codec
-    guard_data = functools.partial(codec.guard, marker=marker, assistant=False)
-    guard_assistant = functools.partial(codec.guard, marker=marker, assistant=True)
-    out: list[dict] = []
-    for k, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise ChatError(f"Message {k} is {type(message).__name__}, not a dict with 'role' and 'content'.")
-        role = message.get("role")
-        if role not in ROLES:
-            raise ChatError(f"Message {k} has role {role!r}; use one of: {', '.join(ROLES)}.")
-        content = message.get("content")
-        if role != "assistant" and not isinstance(content, (str, list)):
-            raise ChatError(f"Message {k} ({role}) needs 'content' as a string, got {type(content).__name__}.")
-        if role == "assistant" and content is None and not message.get("tool_calls"):
-            raise ChatError(f"Message {k} (assistant) has neither 'content' nor 'tool_calls'.")
-        guard = guard_assistant if role == "assistant" else guard_data
-        out.append({key: (value if key == "role" else guard_value(value, guard)) for key, value in message.items()})
-    if fmt.family == "qwen3":
-        _qwen3_verbatim_intermediate_turns(out)
-    tool_list = normalize_tools(tools)
-    tool_list = guard_value(tool_list, guard_data) if tool_list else None
-    if tool_list and fmt.spec.tools_in_system:
-        section = guard_data(tools_system_text(fmt.spec.call_syntax, tool_list))
-        if out and out[0]["role"] == "system" and isinstance(out[0].get("content"), str):
-            out[0] = {**out[0], "content": out[0]["content"] + "\n\n" + section}
-        else:
-            out.insert(0, {"role": "system", "content": section})
-    return out, tool_list
-
-
-def _qwen3_verbatim_intermediate_turns(messages: list[dict]) -> None:
-    """Give the assistant turns between the last user query and the final message `reasoning_content=""`.
-
-    Qwen3's template then prints their content as it is instead of re-formatting the reasoning it finds in
-    it (the same text whenever the turn is in canonical form; the sampled text otherwise). Turns before the
-    last query and the final message keep the template's own handling.
-    """
-    last_query = -1
-    for k, m in enumerate(messages):
-        if m["role"] == "user" and isinstance(m.get("content"), str):
-            last_query = k
-    for k in range(last_query + 1, len(messages) - 1):
-        m = messages[k]
-        if m["role"] == "assistant" and all(m.get(key) is None for key in _REASONING_KEYS):
-            m["reasoning_content"] = ""
-
-
-def _render_marked(
-    fmt: ChatFormat, messages: Sequence[Message], tools: Tools, add_generation_prompt: bool, extra: str = ""
-) -> tuple[str, str]:
-    """The rendered text with protection markers still in, and the marker character."""
-    blob = extra + "".join(strings_in(list(messages))) + "".join(strings_in(tools if tools is not None else []))
-    marker = free_chars(blob, 1)
-    msgs, tool_list = _prepare(fmt, messages, tools, marker)
-    if not msgs:
-        raise ChatError("The conversation has no messages.")
-    try:
-        text = fmt.tokenizer.apply_chat_template(
-            msgs,
-            tools=tool_list,
-            chat_template=fmt.template,
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
-            enable_thinking=fmt.enable_thinking,
-        )
-    except ChatError:
-        raise
-    except Exception as e:  # jinja2 errors, or a template raising on bad input
-        raise ChatError(f"The {fmt.family} chat template cannot render this conversation: {e}") from e
-    return text, marker
-
-
 def render(
     fmt: ChatFormat, messages: Sequence[Message], tools: Tools = None, add_generation_prompt: bool = False
 ) -> str:
     """The conversation as text, as the template writes it (equal to the tokenizer's own
     `apply_chat_template(..., tokenize=False)` except for the protections described in the module docstring)."""
-    text, marker = _render_marked(fmt, messages, tools, add_generation_prompt)
+    text, marker = render_marked(fmt, messages, tools, add_generation_prompt)
     return text.replace(marker, "")
 
 
@@ -386,7 +302,7 @@ def encode_conversation(
     fmt: ChatFormat, messages: Sequence[Message], tools: Tools = None, add_generation_prompt: bool = False
 ) -> list[int]:
     """The token ids of the rendered conversation; untrusted text never yields control or markup tokens."""
-    text, marker = _render_marked(fmt, messages, tools, add_generation_prompt)
+    text, marker = render_marked(fmt, messages, tools, add_generation_prompt)
     return fmt._codec.encode_marked(text, marker)
 
 
@@ -402,7 +318,7 @@ def _render_with_sentinel(fmt: ChatFormat, tool_responses: Sequence[str]) -> tup
     sentinel = free_chars("".join(tool_responses), 2)[1]  # differs from the marker, which is the first free one
     messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": sentinel}]
     messages += [{"role": "tool", "content": r} for r in tool_responses]
-    text, marker = _render_marked(fmt, messages, None, bool(tool_responses), extra=sentinel)
+    text, marker = render_marked(fmt, messages, None, bool(tool_responses), extra=sentinel)
     if text.count(sentinel) != 1:
         raise ChatError(f"The {fmt.family} template does not render an assistant turn's content verbatim.")
     return text, marker, sentinel
