@@ -7,7 +7,6 @@ and the row id), so a run stopped after step k and resumed is the same run."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import time
@@ -22,7 +21,7 @@ import numpy as np
 from ascl_jax.chat.formats import ChatFormat
 from ascl_jax.data.prompts import batch_prompts, prompt_batches
 from ascl_jax.errors import UserError
-from ascl_jax.models.lora import join, trainable_split
+from ascl_jax.models.lora import join
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.parallel.host import put_global, to_host
 from ascl_jax.parallel.sharding import batch_sharding
@@ -38,14 +37,10 @@ from ascl_jax.rollout.layout import for_rollout
 from ascl_jax.rollout.tool_loop import Rollout, RolloutConfig, run_rollout
 from ascl_jax.rollout.trajectory import Prompt, Trajectory
 from ascl_jax.rules.tool import ConsultSafetyRulesTool
-from ascl_jax.training.checkpoint import Checkpointer, model_record, restore_newest
+from ascl_jax.training.checkpoint import Checkpointer
 from ascl_jax.training.metrics_log import MetricsLog
-from ascl_jax.training.optimizer import (
-    OptimizerConfig,
-    init_optimizer_state,
-    learning_rate_schedule,
-    make_optimizer,
-)
+from ascl_jax.training.optimizer import OptimizerConfig
+from ascl_jax.training.state import TrainerState
 from ascl_jax.training.update import update_step
 
 log = logging.getLogger("ascl_jax")
@@ -73,7 +68,7 @@ def rollout_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**31 - 1)
 
 
-class RLTrainer:
+class RLTrainer(TrainerState):
     def __init__(
         self,
         model: LoadedModel,
@@ -88,21 +83,15 @@ class RLTrainer:
         step_offset: int = 0,
     ):
         """`step_offset` shifts the logged step numbers (e.g. after an SFT stage with its own steps)."""
-        self.model, self.fmt, self.tool_for, self.prompts = model, fmt, tool_for, list(prompts)
-        self.reward_fn, self.settings = reward_fn, settings
-        self.metrics, self.checkpointer = metrics, checkpointer
-        self.config_record = config_record or {}
+        super().__init__(model, settings.optimizer, checkpointer, config_record)
+        self.fmt, self.tool_for, self.prompts = fmt, tool_for, list(prompts)
+        self.reward_fn, self.settings, self.metrics = reward_fn, settings, metrics
         self.step_offset = step_offset
         rl = settings.rl
         self.batches = prompt_batches(len(self.prompts), rl.prompts_per_step, settings.seed)
         # Dynamic sampling's further draws come from a stream of their own, so the first draw of every step
         # is the prompt batch that a run without it would see.
         self.extra_batches = prompt_batches(len(self.prompts), rl.prompts_per_step, settings.seed + 1)
-        self.tx = make_optimizer(settings.optimizer)
-        self.lr_schedule = learning_rate_schedule(settings.optimizer)
-        # With LoRA adapters only they are trained (and optimised and checkpointed); the base stays frozen.
-        self.params, self.frozen = trainable_split(model.params)
-        self.opt_state = init_optimizer_state(self.tx, self.params, model.mesh)
         # The reference policy differs from the policy only in what is trained: a copy of that part.
         self.ref_params = jax.tree.map(jnp.copy, self.params) if rl.loss.kl_coef > 0 else None
         self.step = 0
@@ -121,11 +110,9 @@ class RLTrainer:
 
     def restore_latest(self) -> bool:
         """Load the newest checkpoint if there is one; returns whether it did."""
-        restored = restore_newest(self.checkpointer, self.params, self.opt_state, self.config_record,
-                                  self.model.config)
-        if restored is None:
+        meta = self.load_newest()
+        if meta is None:
             return False
-        self.params, self.opt_state, meta = restored
         self.step = int(meta["rl_step"])
         self.consecutive_skips = int(meta.get("consecutive_skips", 0))
         if self.metrics is not None:
@@ -133,14 +120,8 @@ class RLTrainer:
         return True
 
     def save(self) -> None:
-        if self.checkpointer is None:
-            return
-        meta = {"rl_step": self.step, "consecutive_skips": self.consecutive_skips, "config": self.config_record,
-                "model_config": model_record(self.model.config)}
-        self.checkpointer.save(self.step + self.step_offset, self.params, self.opt_state, meta)
-
-    def current_model(self) -> LoadedModel:
-        return dataclasses.replace(self.model, params=join(self.params, self.frozen))
+        self.save_checkpoint(self.step + self.step_offset,
+                             {"rl_step": self.step, "consecutive_skips": self.consecutive_skips})
 
     # ----- the loop
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,19 +12,14 @@ import numpy as np
 from ascl_jax.data.prompts import prompt_batches
 from ascl_jax.errors import ConfigError
 from ascl_jax.models.decoder import Remat
-from ascl_jax.models.lora import join, trainable_split
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.parallel.host import put_global
 from ascl_jax.parallel.sharding import batch_sharding
 from ascl_jax.sft.loss import sft_loss_fn
-from ascl_jax.training.checkpoint import Checkpointer, model_record, restore_newest
+from ascl_jax.training.checkpoint import Checkpointer
 from ascl_jax.training.metrics_log import MetricsLog
-from ascl_jax.training.optimizer import (
-    OptimizerConfig,
-    init_optimizer_state,
-    learning_rate_schedule,
-    make_optimizer,
-)
+from ascl_jax.training.optimizer import OptimizerConfig
+from ascl_jax.training.state import TrainerState
 from ascl_jax.training.update import update_step
 
 
@@ -53,15 +47,14 @@ class SFTConfig:
             raise ConfigError(f"sft.micro_batches={self.micro_batches} must divide sft.batch_size={self.batch_size}")
 
 
-class SFTTrainer:
+class SFTTrainer(TrainerState):
     def __init__(self, model: LoadedModel, data: dict[str, np.ndarray], cfg: SFTConfig, seed: int,
                  metrics: MetricsLog | None = None, checkpointer: Checkpointer | None = None,
                  config_record: dict | None = None):
         """`data`: tokens i32[N, W] and loss_mask f32[N, W] (`ascl_jax.sft.data.pack_examples`), and for
         packed rows segments and positions i32[N, W] (`ascl_jax.sft.packing.pack_rows`)."""
-        self.model, self.data, self.cfg = model, data, cfg
-        self.metrics, self.checkpointer = metrics, checkpointer
-        self.config_record = config_record or {}
+        super().__init__(model, cfg.optimizer, checkpointer, config_record)
+        self.data, self.cfg, self.metrics = data, cfg, metrics
         n = len(data["tokens"])
         # Real tokens per row: a packed row's segments; an unpadded row ends with its last loss token
         # (every conversation ends with the end-of-turn token it is trained to write).
@@ -69,28 +62,18 @@ class SFTTrainer:
                            np.where(data["loss_mask"].any(1), data["loss_mask"].shape[1] -
                                     np.argmax(data["loss_mask"][:, ::-1] > 0, axis=1), 0))
         self.batches = prompt_batches(n, min(cfg.batch_size, n), seed)
-        self.tx = make_optimizer(cfg.optimizer)
-        self.lr = learning_rate_schedule(cfg.optimizer)
-        # With LoRA adapters only they are trained (and optimised and checkpointed); the base stays frozen.
-        self.params, self.frozen = trainable_split(model.params)
-        self.opt_state = init_optimizer_state(self.tx, self.params, model.mesh)
         self.loss_fn = sft_loss_fn(cfg.remat)
         self.step = 0
 
     def restore_latest(self) -> bool:
-        restored = restore_newest(self.checkpointer, self.params, self.opt_state, self.config_record,
-                                  self.model.config)
-        if restored is None:
+        meta = self.load_newest()
+        if meta is None:
             return False
-        self.params, self.opt_state, meta = restored
         self.step = int(meta["sft_step"])
         # Lines after a finished SFT stage belong to the next stage (RL), which truncates its own.
         if self.metrics is not None and self.step < self.cfg.steps:
             self.metrics.truncate_after(self.step)
         return True
-
-    def current_model(self) -> LoadedModel:
-        return dataclasses.replace(self.model, params=join(self.params, self.frozen))
 
     def run(self, checkpoint_every: int = 0, on_step: Callable[[int, dict], None] | None = None) -> None:
         while self.step < self.cfg.steps:
@@ -109,7 +92,7 @@ class SFTTrainer:
                 "sft/loss": float(m["loss"]),
                 "sft/token_accuracy": float(m["correct_sum"]) / tokens,
                 "sft/grad_norm": float(m["grad_norm"]),
-                "sft/learning_rate": float(self.lr(self.step)),
+                "sft/learning_rate": float(self.lr_schedule(self.step)),
                 "sft/skipped": float(m["skipped"]),
                 "sft/tokens_per_s": float(batch["tokens"].size) / seconds,
                 "sft/real_tokens_per_s": float(self.row_tokens[idx].sum()) / seconds,  # padding left out
@@ -120,8 +103,5 @@ class SFTTrainer:
                 self.metrics.write(self.step, metrics)
             if on_step is not None:
                 on_step(self.step, metrics)
-            if self.checkpointer is not None and checkpoint_every and (
-                    self.step % checkpoint_every == 0 or self.step == self.cfg.steps):
-                self.checkpointer.save(self.step, self.params, self.opt_state,
-                                       {"sft_step": self.step, "config": self.config_record,
-                                        "model_config": model_record(self.model.config)})
+            if checkpoint_every and (self.step % checkpoint_every == 0 or self.step == self.cfg.steps):
+                self.save_checkpoint(self.step, {"sft_step": self.step})
