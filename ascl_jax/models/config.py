@@ -7,19 +7,20 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ascl_jax.errors import ConfigError
 from ascl_jax.models.attention import AttentionBackend, check_backend, resolve_backend
 
-Architecture = Literal["llama", "qwen2", "qwen3"]
-DType = Literal["float32", "bfloat16"]
-
 _HF_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+# The architectures are the ones with a Hugging Face class to write back, named once in _HF_CLASS.
+Architecture = Literal[tuple(_HF_CLASS)]
+DType = Literal["float32", "bfloat16"]
 # Families that are a Llama with a different name (SmolLM2 ships as model_type "llama" already).
 _ALIASES = {"mistral": None, "smollm2": "llama", "smollm3": None}
 _REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
-ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+RopeType = Literal["default", "linear", "llama3", "yarn"]
+ROPE_TYPES: tuple[str, ...] = get_args(RopeType)
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class RopeConfig:
     """Rotary embedding parameters (HF `rope_parameters`); `type` picks the frequency schedule."""
 
     theta: float = 10000.0
-    type: Literal["default", "linear", "llama3", "yarn"] = "default"
+    type: RopeType = "default"
     factor: float = 1.0
     # llama3
     low_freq_factor: float = 1.0

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +37,7 @@ from ascl_jax.parallel.sharding import ShardingRules, constrain
 _INIT_STD = 0.02
 
 Remat = Literal["none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable"]
-REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
+REMAT_POLICIES: tuple[str, ...] = get_args(Remat)
 
 
 @jax.tree_util.register_dataclass

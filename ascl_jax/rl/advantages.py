@@ -12,8 +12,9 @@ The paper does not give its clip bounds w_min, w_max; the defaults 0.5 and 3.0 a
 
 from __future__ import annotations
 
+import inspect
 import numbers
-from typing import Callable, Literal, get_args
+from typing import Any, Callable, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +24,16 @@ from ascl_jax.errors import ConfigError
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "BEHAVIOUR_KINDS",
+    "BehaviourKind",
     "ESTIMATOR_OPTIONS",
+    "EstimatorName",
     "IFPO_ALPHA",
     "IFPO_WEIGHTINGS",
     "IFPO_W_MAX",
     "IFPO_W_MIN",
     "IfpoWeighting",
+    "Scale",
+    "Scope",
     "behaviour_keys",
     "check_ifpo_options",
     "get_advantage_estimator",
@@ -37,9 +42,13 @@ __all__ = [
     "rloo_advantages",
 ]
 
-_SCALES = ("std", "batch", "none")
-_SCOPES = ("group", "batch")
-BEHAVIOUR_KINDS = ("consulted", "consulted_ok", "num_calls", "category")
+# Each choice is written once, as a Literal (the config's field types); the tuples check values at run time.
+Scale = Literal["std", "batch", "none"]
+Scope = Literal["group", "batch"]
+BehaviourKind = Literal["consulted", "consulted_ok", "num_calls", "category"]
+_SCALES: tuple[str, ...] = get_args(Scale)
+_SCOPES: tuple[str, ...] = get_args(Scope)
+BEHAVIOUR_KINDS: tuple[str, ...] = get_args(BehaviourKind)
 
 # "paper": Eq. 3 of arXiv 2602.13562 (mean-normalised inverse frequency); "inverse_count": (G / (K n_b))^alpha.
 IfpoWeighting = Literal["paper", "inverse_count"]
@@ -71,7 +80,7 @@ def _grouped(x: jax.Array, group_size, what: str) -> jax.Array:
     return x.reshape(x.shape[0] // group_size, group_size)
 
 
-def grpo_advantages(rewards: jax.Array, group_size: int, *, scale: str = "std", eps: float = 1e-6,
+def grpo_advantages(rewards: jax.Array, group_size: int, *, scale: Scale = "std", eps: float = 1e-6,
                     std_ddof: int = 0) -> jax.Array:
     """Group-relative advantages Â_i = (r_i − mean_g(r)) / (σ + eps).
 
@@ -178,8 +187,8 @@ def ifpo_advantages(
     alpha: float = IFPO_ALPHA,
     w_min: float | None = IFPO_W_MIN,
     w_max: float | None = IFPO_W_MAX,
-    scope: str = "group",
-    scale: str = "std",
+    scope: Scope = "group",
+    scale: Scale = "std",
     positive_only: bool = False,
     eps: float = 1e-6,
     std_ddof: int = 0,
@@ -261,7 +270,7 @@ def ifpo_advantages(
 def behaviour_keys(
     num_tool_calls: jax.Array,
     rule_category_ids: jax.Array | None = None,
-    kind: str = "consulted",
+    kind: BehaviourKind = "consulted",
     num_successful_calls: jax.Array | None = None,
 ) -> jax.Array:
     """Behaviour key per rollout, for ``ifpo_advantages``.
@@ -300,15 +309,33 @@ def behaviour_keys(
 # --- registry --------------------------------------------------------------------------------------------
 # Every entry has one signature, so a trainer can call whichever the config names:
 #     estimator(rewards f32[B], behaviour i32[B] | None, group_size, **options) -> (advantages f32[B], weights f32[B])
-# Non-IFPO estimators ignore `behaviour` and return weights of 1. ESTIMATOR_OPTIONS names the options each
-# one takes (the config's AdvantageConfig passes exactly these).
+# Non-IFPO estimators ignore `behaviour` and return weights of 1. An estimator's options are the keyword-only
+# parameters of its function less the ones its name fixes, read here once, so a new option of a function is
+# an option of its estimators (and, through ESTIMATOR_OPTIONS, of AdvantageConfig) without a second list.
 
-ESTIMATOR_OPTIONS: dict[str, tuple[str, ...]] = {
-    "grpo": ("scale", "eps", "std_ddof"),
-    "drgrpo": ("eps",),
-    "rloo": (),
-    "ifpo": ("weighting", "alpha", "w_min", "w_max", "scope", "scale", "positive_only", "eps", "std_ddof"),
+
+class _Entry(NamedTuple):
+    fn: Callable  # (rewards, [behaviour,] group_size, *, options...)
+    weighted: bool = False  # takes the behaviour keys and returns its own weights (IFPO)
+    fixed: tuple[tuple[str, Any], ...] = ()  # options the name sets: Dr.GRPO is GRPO without the std
+
+
+_ENTRIES: dict[str, _Entry] = {
+    "grpo": _Entry(grpo_advantages),
+    # std_ddof only shapes the std, which Dr.GRPO does not divide by, so it is not one of its options.
+    "drgrpo": _Entry(grpo_advantages, fixed=(("scale", "none"), ("std_ddof", 0))),
+    "rloo": _Entry(rloo_advantages),
+    "ifpo": _Entry(ifpo_advantages, weighted=True),
 }
+
+
+def _keyword_options(entry: _Entry) -> tuple[str, ...]:
+    fixed = dict(entry.fixed)
+    params = inspect.signature(entry.fn).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in fixed)
+
+
+ESTIMATOR_OPTIONS: dict[str, tuple[str, ...]] = {name: _keyword_options(e) for name, e in _ENTRIES.items()}
 
 
 def _check_options(name: str, options: dict) -> None:
@@ -321,32 +348,27 @@ def _check_options(name: str, options: dict) -> None:
         )
 
 
-def _with_unit_weights(fn: Callable, name: str, fixed: dict | None = None) -> Callable:
+def _estimator(name: str, entry: _Entry) -> Callable:
+    fixed = dict(entry.fixed)
+
     def estimator(rewards, behaviour=None, group_size: int = 1, **options):
-        del behaviour
         _check_options(name, options)
-        adv = fn(rewards, group_size, **{**options, **(fixed or {})})
+        if entry.weighted:
+            if behaviour is None:
+                raise ConfigError(f"advantage estimator {name!r} needs behaviour keys (one per rollout)")
+            return entry.fn(rewards, behaviour, group_size, **options, **fixed)
+        adv = entry.fn(rewards, group_size, **options, **fixed)
         return adv, jnp.ones_like(adv)
 
+    what = "advantages and weights" if entry.weighted else "advantages with unit weights"
     estimator.__name__ = f"{name}_estimator"
-    estimator.__doc__ = f"{name!r} advantages with unit weights; options: {', '.join(ESTIMATOR_OPTIONS[name]) or 'none'}."
+    estimator.__doc__ = f"{name!r} {what}; options: {', '.join(ESTIMATOR_OPTIONS[name]) or 'none'}."
     return estimator
 
 
-def _ifpo_estimator(rewards, behaviour=None, group_size: int = 1, **options):
-    """'ifpo' advantages and weights; options: ESTIMATOR_OPTIONS["ifpo"]."""
-    _check_options("ifpo", options)
-    if behaviour is None:
-        raise ConfigError("advantage estimator 'ifpo' needs behaviour keys (one per rollout)")
-    return ifpo_advantages(rewards, behaviour, group_size, **options)
-
-
-ADVANTAGE_ESTIMATORS: dict[str, Callable] = {
-    "grpo": _with_unit_weights(grpo_advantages, "grpo"),
-    "drgrpo": _with_unit_weights(grpo_advantages, "drgrpo", fixed={"scale": "none"}),
-    "rloo": _with_unit_weights(rloo_advantages, "rloo"),
-    "ifpo": _ifpo_estimator,
-}
+ADVANTAGE_ESTIMATORS: dict[str, Callable] = {name: _estimator(name, e) for name, e in _ENTRIES.items()}
+# The config's type for `rl.advantage.estimator`: the registered names, in registration order.
+EstimatorName = Literal[tuple(ADVANTAGE_ESTIMATORS)]
 
 
 def get_advantage_estimator(name: str) -> Callable:

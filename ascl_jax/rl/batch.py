@@ -73,8 +73,5 @@ def rl_loss(model: nnx.Module, mb: dict[str, jax.Array], *, loss: LossConfig, te
     lp, _ = _shifted_logprobs(model, mb["tokens"], temperature, remat)
     return policy_loss(
         lp, mb["old_logprobs"], mb["advantages"], mb["loss_mask"],
-        ref_logprobs=mb.get("ref_logprobs"), clip_low=loss.clip_low, clip_high=loss.clip_high,
-        dual_clip=loss.dual_clip, kl_coef=loss.kl_coef, kl_estimator=loss.kl_estimator, agg=loss.agg,
-        norm_constant=loss.norm_constant, ratio_level=loss.ratio_level, kl_clamp=loss.kl_clamp,
-        seq_denominator=loss.seq_denominator, is_weights=mb.get("is_weights"),
+        ref_logprobs=mb.get("ref_logprobs"), is_weights=mb.get("is_weights"), **loss.loss_options(),
     )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ascl_jax.errors import ConfigError
 from ascl_jax.models.decoder import Remat
@@ -12,9 +13,20 @@ from ascl_jax.rl.advantages import (
     IFPO_ALPHA,
     IFPO_W_MAX,
     IFPO_W_MIN,
+    BehaviourKind,
+    EstimatorName,
     IfpoWeighting,
+    Scale,
+    Scope,
     check_ifpo_options,
 )
+from ascl_jax.rl.correction import CORRECTION_LEVELS, CORRECTION_MODES
+from ascl_jax.rl.loss import Aggregation, KlEstimator, RatioLevel, SeqDenominator
+
+# The choices of each field come from the module that implements them (its registry or Literal), so a name
+# added there is valid here; correction.py keeps its names as tuples.
+CorrectionLevel = Literal[CORRECTION_LEVELS]
+CorrectionMode = Literal[CORRECTION_MODES]
 
 
 @dataclass(frozen=True)
@@ -29,14 +41,14 @@ class AdvantageConfig:
     scale_rewards="batch") or none; std_ddof: 0, or 1 as verl and TRL; eps: added to the std (verl 1e-6,
     TRL 1e-4)."""
 
-    estimator: Literal["grpo", "drgrpo", "rloo", "ifpo"] = "ifpo"
-    behaviour: Literal["consulted", "consulted_ok", "num_calls", "category"] = "consulted"
+    estimator: EstimatorName = "ifpo"
+    behaviour: BehaviourKind = "consulted"
     weighting: IfpoWeighting = "paper"
     alpha: float = IFPO_ALPHA
     w_min: float | None = IFPO_W_MIN
     w_max: float | None = IFPO_W_MAX
-    scope: Literal["group", "batch"] = "group"
-    scale: Literal["std", "batch", "none"] = "std"
+    scope: Scope = "group"
+    scale: Scale = "std"
     positive_only: bool = False
     eps: float = 1e-6
     std_ddof: int = 0
@@ -61,16 +73,21 @@ class LossConfig:
     clip_high: float = 0.2
     dual_clip: float | None = None
     kl_coef: float = 0.0  # 0: no reference model is kept
-    kl_estimator: Literal["k1", "k3"] = "k1"
+    kl_estimator: KlEstimator = "k1"
     kl_clamp: float | None = None
-    agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = "token_mean"
+    agg: Aggregation = "token_mean"
     norm_constant: float | None = None
-    seq_denominator: Literal["active", "all"] = "active"
-    ratio_level: Literal["token", "sequence"] = "token"
+    seq_denominator: SeqDenominator = "active"
+    ratio_level: RatioLevel = "token"
 
     def __post_init__(self) -> None:
         if self.kl_clamp is not None and self.kl_clamp <= 0:
             raise ConfigError(f"rl.loss.kl_clamp must be > 0 (verl: 10) or null, got {self.kl_clamp}")
+
+    def loss_options(self) -> dict[str, Any]:
+        """policy_loss's keyword options: every field, under its own name, so a field added here reaches the
+        loss without a second list (tests/test_option_names.py checks the names against policy_loss)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)
@@ -79,8 +96,8 @@ class CorrectionConfig:
     geometric; mode: truncate (TIS) | mask (MIS); cap: the weight's upper bound C (verl 2.0, TRL 3.0);
     floor: mask mode's lower bound (null: 1/cap)."""
 
-    level: Literal["none", "token", "sequence", "geometric"] = "none"
-    mode: Literal["truncate", "mask"] = "truncate"
+    level: CorrectionLevel = "none"
+    mode: CorrectionMode = "truncate"
     cap: float = 2.0
     floor: float | None = None
 

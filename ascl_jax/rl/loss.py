@@ -10,7 +10,7 @@ sum(grad numerators) / sum(denominators) and does not depend on how the batch wa
 from __future__ import annotations
 
 import numbers
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from ascl_jax.errors import ConfigError
 from ascl_jax.models.chunked_logprobs import token_stats
 
-__all__ = ["KL_ESTIMATORS", "LOSS_AGGREGATIONS", "RATIO_LEVELS", "SEQ_DENOMINATORS", "policy_loss", "token_logprobs"]
+__all__ = ["KL_ESTIMATORS", "LOSS_AGGREGATIONS", "RATIO_LEVELS", "SEQ_DENOMINATORS", "Aggregation", "KlEstimator",
+           "RatioLevel", "SeqDenominator", "policy_loss", "token_logprobs"]
 
 _LOG_RATIO_CLIP = 20.0  # exp(±20) stays finite in float32; a larger step is meaningless anyway
 
@@ -84,8 +85,12 @@ LOSS_AGGREGATIONS: dict[str, Callable] = {
     "seq_mean_token_mean": _seq_mean_token_mean,
     "seq_mean_token_sum_norm": _seq_mean_token_sum_norm,
 }
-SEQ_DENOMINATORS = ("active", "all")
-RATIO_LEVELS = ("token", "sequence")
+# The config's field types (rl/config.py LossConfig) are these Literals; each list of names is written once.
+Aggregation = Literal[tuple(LOSS_AGGREGATIONS)]
+SeqDenominator = Literal["active", "all"]
+RatioLevel = Literal["token", "sequence"]
+SEQ_DENOMINATORS: tuple[str, ...] = get_args(SeqDenominator)
+RATIO_LEVELS: tuple[str, ...] = get_args(RatioLevel)
 
 
 def _kl_k1(logprobs, ref_logprobs):
@@ -100,6 +105,7 @@ def _kl_k3(logprobs, ref_logprobs):
 
 
 KL_ESTIMATORS: dict[str, Callable] = {"k1": _kl_k1, "k3": _kl_k3}
+KlEstimator = Literal[tuple(KL_ESTIMATORS)]
 
 
 def _is_zero(x) -> bool:
@@ -117,12 +123,12 @@ def policy_loss(
     clip_high: float = 0.2,
     dual_clip: float | None = None,
     kl_coef: float = 0.0,
-    kl_estimator: str = "k1",
-    agg: str = "token_mean",
+    kl_estimator: KlEstimator = "k1",
+    agg: Aggregation = "token_mean",
     norm_constant: float | None = None,
-    ratio_level: str = "token",
+    ratio_level: RatioLevel = "token",
     kl_clamp: float | None = None,
-    seq_denominator: str = "active",
+    seq_denominator: SeqDenominator = "active",
     is_weights: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
     """PPO-clip policy loss with optional dual clip and KL penalty, as a (numerator, denominator) pair.

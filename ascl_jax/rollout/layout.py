@@ -18,7 +18,7 @@ is how the default was chosen (docs/benchmarks.md)."""
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Literal, get_args
 
 import jax
 from flax import nnx
@@ -28,7 +28,7 @@ from ascl_jax.models.registry import LoadedModel
 from ascl_jax.parallel.sharding import ShardingRules
 
 RolloutLayout = Literal["train", "replicated", "tensor"]
-ROLLOUT_LAYOUTS = ("train", "replicated", "tensor")
+ROLLOUT_LAYOUTS: tuple[str, ...] = get_args(RolloutLayout)
 
 _TENSOR = ("fsdp", "tensor")
 
