@@ -13,7 +13,7 @@ def test_bench_rollout_json(capsys):
                  "--splice-len", "8", "--repeats", "1", "--greedy", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("decode_tokens_per_s", "decode_full_cache_tokens_per_s", "prefill_tokens_per_s",
-                "tool_turn_ratio_extend", "tool_turn_ratio_reprefill"):
+                "tool_turn_ratio_extend", "tool_turn_ratio_reprefill", "tool_turn_ratio_extend_full_cache"):
         assert out[key] > 0
 
 

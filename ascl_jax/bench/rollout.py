@@ -36,7 +36,10 @@ def bench_rollout(
     with every step reading the whole cache (`decode_full_cache_tokens_per_s`), the engine before its
     decode read only up to the longest running row. Returns a
     JSON-ready dict; `tool_turn_ratio_extend` is the tool-turn rollout's median time over the single-turn
-    one's (both sample `new_tokens` tokens), `tool_turn_ratio_reprefill` the same with the re-prefill."""
+    one's (both sample `new_tokens` tokens), `tool_turn_ratio_reprefill` the same with the re-prefill, and
+    `tool_turn_ratio_extend_full_cache` the extend's ratio when both decode against the whole cache. The
+    windowed ratio is above the full-cache one because after the splice every decode step reads
+    `splice_len` more keys than the single turn's does: a cost of the longer context, not of the splice."""
     model = load_model(model_name, dtype=dtype)
     cfg, g, p = model.config, model.graphdef, model.params
     sampling = SamplingConfig(greedy=greedy)
@@ -58,13 +61,13 @@ def bench_rollout(
     def decode(state, n, windowed=True):
         return decode_chunk(g, p, state, n_steps=n, sampling=sampling, stops=stops, windowed=windowed)[0]
 
-    def single_turn():
-        return decode(start(), new_tokens - 1)
+    def single_turn(windowed=True):
+        return decode(start(), new_tokens - 1, windowed)
 
-    def tool_turn_extend():
-        state = decode(start(), half - 1)
+    def tool_turn_extend(windowed=True):
+        state = decode(start(), half - 1, windowed)
         state, _ = extend(g, p, state, splice, splice_lens, sampling=sampling, stops=stops)
-        return decode(state, new_tokens - half - 1)
+        return decode(state, new_tokens - half - 1, windowed)
 
     reprefill_len = bucket(prompt_len + half + splice_len)
 
@@ -88,10 +91,13 @@ def bench_rollout(
 
         times = interleaved_seconds({"prefill": start, "decode": decode_only, "decode_full": decode_full,
                                      "single": single_turn, "extend": tool_turn_extend,
-                                     "reprefill": tool_turn_reprefill}, repeats)
+                                     "reprefill": tool_turn_reprefill,
+                                     "single_full": lambda: single_turn(False),
+                                     "extend_full": lambda: tool_turn_extend(False)}, repeats)
         out = single_turn()
-    t_prefill, t_decode, t_full, t_single, t_extend, t_reprefill = (
-        statistics.median(times[k]) for k in ("prefill", "decode", "decode_full", "single", "extend", "reprefill"))
+    t_prefill, t_decode, t_full, t_single, t_extend, t_reprefill, t_single_full, t_extend_full = (
+        statistics.median(times[k]) for k in ("prefill", "decode", "decode_full", "single", "extend", "reprefill",
+                                              "single_full", "extend_full"))
     # The same ratio within each round (the two rollouts timed moments apart): its quartiles show how far
     # the machine's noise reaches, and stay put when the load swings between rounds.
     ratios = [e / s for e, s in zip(times["extend"], times["single"])]
@@ -121,5 +127,8 @@ def bench_rollout(
         "tool_turn_ratio_extend": round(t_extend / t_single, 3),
         "tool_turn_ratio_reprefill": round(t_reprefill / t_single, 3),
         "tool_turn_ratio_extend_per_round": quartiles,
+        # Both rollouts decoding against the whole cache: the tool turn's extra context then costs its decode
+        # steps nothing, so this ratio is the splice's own price (and what the ratio was before windowing).
+        "tool_turn_ratio_extend_full_cache": round(t_extend_full / t_single_full, 3),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
