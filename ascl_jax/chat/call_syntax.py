@@ -8,16 +8,19 @@
 - `deepseek` (DeepSeek-R1): `<｜tool▁calls▁begin｜>` then per call `<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME`
   + "\\n```json\\nARGS\\n```" + `<｜tool▁call▁end｜>`, then `<｜tool▁calls▁end｜>`.
 
-Every problem becomes a `ToolCallError` whose message, meant for the model, ends with a reminder in the
-family's own syntax; nothing here raises on model output.
+One `CallSyntaxSpec` per syntax (`CALL_SYNTAXES`, keyed by the names of `families.CallSyntax`); the
+module functions look the syntax up there, and a name the table does not have is a `ConfigError`.
+Every problem in a sampled turn becomes a `ToolCallError` whose message, meant for the model, ends with a
+reminder in the family's own syntax; nothing here raises on model output.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, get_args
 
 from ascl_jax.chat.families import (
     DEEPSEEK_CALL_BEGIN,
@@ -44,71 +47,106 @@ from ascl_jax.chat.toolcall import (
     strip_tool_calls,
     tool_parameters,
 )
+from ascl_jax.errors import ConfigError
 
 PYTHON_TAG = "<|python_tag|>"
 _LLAMA_CALL_START = re.compile(r'\s*(?:' + re.escape(PYTHON_TAG) + r')?\s*\{\s*"name"\s*:')
 
+Tools = Sequence[Mapping] | Mapping[str, Mapping] | None
+Params = dict[str, dict] | None
+
+
+@dataclass(frozen=True)
+class CallSyntaxSpec:
+    """How one call syntax is read and written (one entry of `CALL_SYNTAXES`).
+
+    parse: (text, tools, config) -> list[ParsedCall]: the calls of one sampled turn; never raises on
+        model output.
+    render: (name, arguments as JSON text) -> str: the text a model writes to make that call.
+    strip: (text) -> str: `text` without its calls.
+    how_to_call: (params, name or None) -> str: a one-line reminder of the syntax (params: tool name ->
+        parameters schema, or None when the tools are not known).
+    """
+
+    parse: Callable[[str, Tools, ToolCallConfig], list[ParsedCall]]
+    render: Callable[[str, str], str]
+    strip: Callable[[str], str]
+    how_to_call: Callable[[Params, str | None], str]
+
+
+def call_syntax_spec(syntax: str) -> CallSyntaxSpec:
+    """The table entry of `syntax`; ConfigError naming the known syntaxes when there is none (an unknown
+    name must not fall through to some other family's syntax)."""
+    spec = CALL_SYNTAXES.get(syntax)
+    if spec is None:
+        raise ConfigError(f"Unknown call syntax {syntax!r}; known: {', '.join(CALL_SYNTAXES)}.")
+    return spec
+
 
 def parse_calls(syntax: CallSyntax, text: str, tools=None, config: ToolCallConfig | None = None) -> list[ParsedCall]:
     """The calls of one sampled turn (`text` as decoded, end-of-turn token strings removed)."""
-    config = config or ToolCallConfig()
-    if syntax == "hermes":
-        return parse_tool_calls(text, tools, config)
-    params = tool_parameters(tools)
-    if syntax == "llama3_json":
-        return _parse_llama3(text, params)
-    return _parse_deepseek(text, params, config)
+    return call_syntax_spec(syntax).parse(text, tools, config or ToolCallConfig())
 
 
 def call_text(syntax: CallSyntax, name: str, arguments: Mapping[str, Any]) -> str:
     """The text a model of this syntax writes to call `name` with `arguments` (the templates' own form)."""
-    args = json.dumps(dict(arguments), ensure_ascii=False)
-    if syntax == "hermes":
-        return f'{TOOL_CALL_START}\n{{"name": "{name}", "arguments": {args}}}\n{TOOL_CALL_END}'
-    if syntax == "llama3_json":
-        return f'{{"name": "{name}", "parameters": {args}}}'
-    return (f"{DEEPSEEK_CALLS_BEGIN}{DEEPSEEK_CALL_BEGIN}function{DEEPSEEK_SEP}{name}\n```json\n{args}\n```"
-            f"{DEEPSEEK_CALL_END}{DEEPSEEK_CALLS_END}")
+    spec = call_syntax_spec(syntax)
+    return spec.render(name, json.dumps(dict(arguments), ensure_ascii=False))
 
 
 def strip_calls(syntax: CallSyntax, text: str) -> str:
     """`text` without its tool calls (an answer's visible text)."""
-    if syntax == "hermes":
-        return strip_tool_calls(text)
-    if syntax == "llama3_json":
-        return "" if _LLAMA_CALL_START.match(text) else text
-    return _DEEPSEEK_BLOCK.sub("", text).replace(DEEPSEEK_CALLS_END, "")
+    return call_syntax_spec(syntax).strip(text)
 
 
 def how_to_call(syntax: CallSyntax, params: dict[str, dict] | None, name: str | None = None) -> str:
     """A one-line reminder of the syntax, with the tool's parameters when they are known."""
-    if syntax == "hermes":
-        return _how_to_call(params, name)
-    example = call_example(params, name)
-    name, args, note = example if example is not None else ("<tool name>", "{...}", "")
-    if syntax == "llama3_json":
-        return f'Use, as your whole reply: {{"name": "{name}", "parameters": {args}}}{note}'
-    return (f"Use: {DEEPSEEK_CALLS_BEGIN}{DEEPSEEK_CALL_BEGIN}function{DEEPSEEK_SEP}{name}\\n```json\\n{args}\\n```"
-            f"{DEEPSEEK_CALL_END}{DEEPSEEK_CALLS_END}{note}")
+    return call_syntax_spec(syntax).how_to_call(params, name)
 
 
 def tools_system_text(syntax: CallSyntax, tools: Sequence[Mapping] | Mapping | None) -> str:
     """The tool section a family whose template ignores `tools` gets in its system prompt."""
-    listed = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in normalize_tools(tools))
+    # the example first: an unknown syntax is the error to report, not whatever is wrong with the tools
     example = call_text(syntax, "<tool name>", {"<argument>": "<value>"}).replace('"<tool name>"', "<tool name>")
+    listed = "\n".join(json.dumps(t["function"], ensure_ascii=False) for t in normalize_tools(tools))
     return ("## Tools\n\nYou may call these functions; each is described by a JSON schema:\n" + listed
             + "\n\nTo call one, write exactly:\n" + example
             + "\nand wait for its output, which comes back to you before you go on.")
 
 
+def _example(params: Params, name: str | None) -> tuple[str, str, str]:
+    """(name, arguments, note) for a reminder; placeholders when the tool is not known."""
+    example = call_example(params, name)
+    return example if example is not None else ("<tool name>", "{...}", "")
+
+
+# -------------------------------------------------------------------------------------------- Hermes
+
+
+def _render_hermes(name: str, args: str) -> str:
+    return f'{TOOL_CALL_START}\n{{"name": "{name}", "arguments": {args}}}\n{TOOL_CALL_END}'
+
+
 # ------------------------------------------------------------------------------------------- Llama 3
 
 
-def _how_llama(params, name):
-    return how_to_call("llama3_json", params, name)
+def _render_llama(name: str, args: str) -> str:
+    return f'{{"name": "{name}", "parameters": {args}}}'
 
 
-def _parse_llama3(text: str, params: dict[str, dict] | None) -> list[ParsedCall]:
+def _strip_llama(text: str) -> str:
+    # a call is the whole turn, so a turn that opens as one has no answer text
+    return "" if _LLAMA_CALL_START.match(text) else text
+
+
+def _how_llama(params: Params, name: str | None) -> str:
+    name, args, note = _example(params, name)
+    return f'Use, as your whole reply: {{"name": "{name}", "parameters": {args}}}{note}'
+
+
+def _parse_llama3(text: str, tools: Tools, config: ToolCallConfig) -> list[ParsedCall]:
+    # one call per turn and no reasoning block to look inside, so `config` has nothing to decide here
+    params = tool_parameters(tools)
     if not _LLAMA_CALL_START.match(text):
         return []
     raw = text.strip()
@@ -130,11 +168,24 @@ _DEEPSEEK_BLOCK = re.compile(re.escape(DEEPSEEK_CALLS_BEGIN) + r".*?(?:" + re.es
 _FENCE = re.compile(r"\A\s*```(?:json)?\s*\n?(.*?)\n?\s*```\s*\Z", re.DOTALL)
 
 
-def _how_deepseek(params, name):
-    return how_to_call("deepseek", params, name)
+def _render_deepseek(name: str, args: str) -> str:
+    return (f"{DEEPSEEK_CALLS_BEGIN}{DEEPSEEK_CALL_BEGIN}function{DEEPSEEK_SEP}{name}\n```json\n{args}\n```"
+            f"{DEEPSEEK_CALL_END}{DEEPSEEK_CALLS_END}")
 
 
-def _parse_deepseek(text: str, params: dict[str, dict] | None, config: ToolCallConfig) -> list[ParsedCall]:
+def _strip_deepseek(text: str) -> str:
+    return _DEEPSEEK_BLOCK.sub("", text).replace(DEEPSEEK_CALLS_END, "")
+
+
+def _how_deepseek(params: Params, name: str | None) -> str:
+    # the newlines are written as \\n: the reminder is one line
+    name, args, note = _example(params, name)
+    return (f"Use: {DEEPSEEK_CALLS_BEGIN}{DEEPSEEK_CALL_BEGIN}function{DEEPSEEK_SEP}{name}\\n```json\\n{args}\\n```"
+            f"{DEEPSEEK_CALL_END}{DEEPSEEK_CALLS_END}{note}")
+
+
+def _parse_deepseek(text: str, tools: Tools, config: ToolCallConfig) -> list[ParsedCall]:
+    params = tool_parameters(tools)
     spans = reasoning_spans(text, starts_in_reasoning=config.starts_in_reasoning)
     results: list[ParsedCall] = []
     n_calls = 0
@@ -191,3 +242,19 @@ def _deepseek_one(body: str, raw: str, params, in_reasoning: bool) -> ParsedCall
                              f"The arguments are not valid JSON ({json_error_detail(e)}). "
                              + _how_deepseek(params, name.strip() or None), raw, in_reasoning)
     return check_call({"name": name.strip(), "arguments": arguments}, raw, params, in_reasoning, _how_deepseek)
+
+
+# --------------------------------------------------------------------------------------------- table
+
+CALL_SYNTAXES: dict[CallSyntax, CallSyntaxSpec] = {
+    "hermes": CallSyntaxSpec(parse=parse_tool_calls, render=_render_hermes, strip=strip_tool_calls,
+                             how_to_call=_how_to_call),
+    "llama3_json": CallSyntaxSpec(parse=_parse_llama3, render=_render_llama, strip=_strip_llama,
+                                  how_to_call=_how_llama),
+    "deepseek": CallSyntaxSpec(parse=_parse_deepseek, render=_render_deepseek, strip=_strip_deepseek,
+                               how_to_call=_how_deepseek),
+}
+# `CallSyntax` (chat/families.py) is the one list of names; a name added there without an entry here, or
+# the other way round, fails at import rather than at the first call in that syntax.
+if tuple(CALL_SYNTAXES) != get_args(CallSyntax):
+    raise ImportError(f"CALL_SYNTAXES has {tuple(CALL_SYNTAXES)}, CallSyntax names {get_args(CallSyntax)}.")
