@@ -7,7 +7,7 @@ import pytest
 
 from ascl_jax.chat import call_syntax as cs
 from ascl_jax.chat.families import FAMILY_SPECS, CallSyntax
-from ascl_jax.chat.toolcall import ToolCall, ToolCallError
+from ascl_jax.chat.call_types import ToolCall, ToolCallError
 from ascl_jax.errors import ConfigError
 
 TOOLS = [{"type": "function", "function": {

@@ -14,16 +14,8 @@ from transformers import PreTrainedTokenizerFast
 from ascl_jax.models.qwen_tokenizer import qwen_tokenizer
 from ascl_jax.chat.formats import ChatFormat, chat_format
 from ascl_jax.chat.json_schema import validate_arguments
-from ascl_jax.chat.toolcall import (
-    ToolCall,
-    ToolCallConfig,
-    ToolCallError,
-    ToolCallErrorKind,
-    normalize_tools,
-    parse_tool_calls,
-    reasoning_spans,
-    strip_tool_calls,
-)
+from ascl_jax.chat.call_types import ToolCall, ToolCallConfig, ToolCallError, ToolCallErrorKind
+from ascl_jax.chat.toolcall import normalize_tools, parse_tool_calls, reasoning_spans, strip_tool_calls
 from ascl_jax.errors import ChatError, ConfigError, UserError
 
 PARAMS = {

@@ -20,7 +20,7 @@ import pytest
 from ascl_jax.chat.call_syntax import tools_system_text
 from ascl_jax.chat.families import family_of_template
 from ascl_jax.chat.formats import chat_format
-from ascl_jax.chat.toolcall import ToolCall, ToolCallError
+from ascl_jax.chat.call_types import ToolCall, ToolCallError
 from ascl_jax.errors import ChatError, ConfigError
 from ascl_jax.sft.data import Conversation, encode_conversation as sft_encode
 from tests.family_tokenizers import deepseek_r1_tokenizer, llama3_standin_tokenizer

@@ -13,7 +13,8 @@ import pytest
 from ascl_jax.models.qwen_tokenizer import qwen_tokenizer
 from ascl_jax.chat.formats import chat_format
 from ascl_jax.chat.json_schema import validate_arguments
-from ascl_jax.chat.toolcall import ToolCall, ToolCallConfig, parse_tool_calls
+from ascl_jax.chat.call_types import ToolCall, ToolCallConfig
+from ascl_jax.chat.toolcall import parse_tool_calls
 from ascl_jax.cli import main
 from ascl_jax.errors import ConfigError, RuleBookError
 from ascl_jax.rules import (

@@ -30,23 +30,8 @@ from ascl_jax.chat.families import (
     DEEPSEEK_SEP,
     CallSyntax,
 )
-from ascl_jax.chat.toolcall import (
-    TOOL_CALL_END,
-    TOOL_CALL_START,
-    ParsedCall,
-    ToolCallConfig,
-    ToolCallError,
-    ToolCallErrorKind,
-    _how_to_call,
-    call_example,
-    check_call,
-    json_error_detail,
-    normalize_tools,
-    parse_tool_calls,
-    reasoning_spans,
-    strip_tool_calls,
-    tool_parameters,
-)
+from ascl_jax.chat.call_types import TOOL_CALL_END, TOOL_CALL_START, ParsedCall, ToolCallConfig, ToolCallError, ToolCallErrorKind
+from ascl_jax.chat.toolcall import _how_to_call, call_example, check_call, json_error_detail, normalize_tools, parse_tool_calls, reasoning_spans, strip_tool_calls, tool_parameters
 from ascl_jax.errors import ConfigError
 
 PYTHON_TAG = "<|python_tag|>"

@@ -65,7 +65,8 @@ from ascl_jax.chat.call_syntax import call_text, parse_calls, strip_calls
 from ascl_jax.chat.families import FAMILIES, FAMILY_SPECS, FamilySpec
 from ascl_jax.chat.template_render import Message, Tools, render_marked
 from ascl_jax.chat.template_text import chat_template_text
-from ascl_jax.chat.toolcall import THINK_END, ParsedCall, ToolCallConfig, reasoning_spans
+from ascl_jax.chat.call_types import THINK_END, ParsedCall, ToolCallConfig
+from ascl_jax.chat.toolcall import reasoning_spans
 from ascl_jax.chat.untrusted_text import Codec, codec_for, free_chars
 from ascl_jax.errors import ChatError, ConfigError
 

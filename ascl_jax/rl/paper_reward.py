@@ -44,7 +44,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ascl_jax.chat.toolcall import THINK_END, THINK_START, ToolCallErrorKind, reasoning_spans, strip_tool_calls
+from ascl_jax.chat.call_types import THINK_END, THINK_START, ToolCallErrorKind
+from ascl_jax.chat.toolcall import reasoning_spans, strip_tool_calls
 from ascl_jax.errors import ConfigError, UserError
 from ascl_jax.rl.consult_claims import claims_consult
 from ascl_jax.rl.judge_outputs import Verdict

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from ascl_jax.chat.formats import ChatFormat
-from ascl_jax.chat.toolcall import ToolCall, ToolCallConfig
+from ascl_jax.chat.call_types import ToolCall, ToolCallConfig
 from ascl_jax.errors import ConfigError, UserError
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.parallel.host import allgather, allgather_objects, put_global, read_local, row_sharding
