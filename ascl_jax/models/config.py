@@ -1,5 +1,5 @@
-"""Decoder configuration: one typed dataclass for Llama 3.x, Qwen2/2.5, Qwen3 and SmolLM2, built from and
-written back to a Hugging Face `config.json`."""
+"""Decoder configuration: one typed dataclass for the architectures of `ascl_jax.models.arch_specs` (Llama 3.x,
+Qwen2/2.5, Qwen3, SmolLM2), built from and written back to a Hugging Face `config.json`."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from ascl_jax.errors import ConfigError
+from ascl_jax.models.arch_specs import ARCHITECTURE_SPECS, architecture_of_model_type
 from ascl_jax.models.attention import AttentionBackend, check_backend, resolve_backend
 
-_HF_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
-# The architectures are the ones with a Hugging Face class to write back, named once in _HF_CLASS.
-Architecture = Literal[tuple(_HF_CLASS)]
+# The architectures are the entries of ascl_jax.models.arch_specs, named once there.
+Architecture = Literal[tuple(ARCHITECTURE_SPECS)]
 DType = Literal["float32", "bfloat16"]
-# Families that are a Llama with a different name (SmolLM2 ships as model_type "llama" already).
-_ALIASES = {"mistral": None, "smollm2": "llama", "smollm3": None}
 _REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 RopeType = Literal["default", "linear", "llama3", "yarn"]
 ROPE_TYPES: tuple[str, ...] = get_args(RopeType)
@@ -141,12 +139,13 @@ class ModelConfig:
             raise ConfigError(f"{source}: expected a JSON object, got {type(hf).__name__}")
         model_type = hf.get("model_type")
         if model_type is None:
-            raise ConfigError(f"{source}: missing key 'model_type' (one of {', '.join(_HF_CLASS)})")
-        arch = _ALIASES.get(model_type, model_type)
-        if arch not in _HF_CLASS:
+            raise ConfigError(f"{source}: missing key 'model_type' (one of {', '.join(ARCHITECTURE_SPECS)})")
+        arch = architecture_of_model_type(model_type)
+        if arch is None:
             raise ConfigError(
-                f"{source}: unknown architecture model_type={model_type!r}; supported: {', '.join(_HF_CLASS)}"
+                f"{source}: unknown architecture model_type={model_type!r}; supported: {', '.join(ARCHITECTURE_SPECS)}"
             )
+        spec = ARCHITECTURE_SPECS[arch]
         for key in _REQUIRED:
             if key not in hf:
                 raise ConfigError(f"{source}: missing key {key!r} (required for model_type {model_type!r})")
@@ -172,8 +171,8 @@ class ModelConfig:
             rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
             rope=_rope_from_hf(hf, source),
             max_position_embeddings=int(hf.get("max_position_embeddings", 4096)),
-            attention_bias=bool(hf.get("attention_bias", arch == "qwen2")),
-            qk_norm=arch == "qwen3",
+            attention_bias=bool(hf.get("attention_bias", spec.qkv_bias)),
+            qk_norm=spec.qk_norm,
             tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
             bos_token_id=hf.get("bos_token_id"),
             eos_token_ids=eos_ids,
@@ -211,10 +210,11 @@ class ModelConfig:
             rope.update(beta_fast=self.rope.beta_fast, beta_slow=self.rope.beta_slow, truncate=self.rope.truncate)
             if self.rope.attention_factor is not None:
                 rope["attention_factor"] = self.rope.attention_factor
+        spec = ARCHITECTURE_SPECS[self.architecture]
         eos: Any = list(self.eos_token_ids) if len(self.eos_token_ids) != 1 else self.eos_token_ids[0]
         out: dict[str, Any] = {
-            "architectures": [_HF_CLASS[self.architecture]],
-            "model_type": self.architecture,
+            "architectures": [spec.hf_class],
+            "model_type": spec.model_type,
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
             "intermediate_size": self.intermediate_size,
@@ -233,10 +233,10 @@ class ModelConfig:
             "pad_token_id": self.pad_token_id,
             "dtype": self.param_dtype,
         }
-        if self.architecture != "qwen2":
+        if spec.bias_keys:
             out["attention_bias"] = self.attention_bias
             out["mlp_bias"] = False
-        if self.architecture in ("qwen2", "qwen3"):
+        if spec.sliding_window_key:
             out["use_sliding_window"] = False
         return out
 

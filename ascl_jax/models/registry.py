@@ -17,6 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from ascl_jax.chat.families import family_of_template
 from ascl_jax.errors import ModelNotFoundError
+from ascl_jax.models.arch_specs import ARCHITECTURE_SPECS
 from ascl_jax.models.config import ComputeConfig, ModelConfig, RopeConfig
 from ascl_jax.models.hub import hub_snapshot, looks_like_hub_id
 from ascl_jax.models.lora import LoRAConfig
@@ -56,11 +57,9 @@ PACKAGED = ("smollm2-135m",)
 # Architectures without weights: the published config.json of real models, for `ascl plan`.
 ARCHITECTURES_DIR = Path(__file__).parent / "architectures"
 RUN_MODEL_DIR = "model"  # where `ascl train` writes a run's final model, as an HF folder
-# Chat format by architecture for loaded checkpoints: Qwen speaks its own template; SmolLM2 (llama
-# architecture) speaks ChatML. A Llama 3 checkpoint's header-token format is not ChatML: building a
-# ChatML format on its tokenizer fails with a message that says so.
+# The chat format an exported folder records (config.json key); without it a checkpoint goes by its
+# template's markup, then by its architecture's `chat_family` (ascl_jax.models.arch_specs).
 CHAT_FORMAT_KEY = "ascl_chat_format"
-_CHAT_FAMILY = {"qwen3": "qwen3", "qwen2": "qwen2_5", "llama": "chatml"}
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ def _load_gguf(path: Path, name: str, mesh: Mesh, rules: ShardingRules, over: di
     ckpt = load_gguf(path)
     cfg = ModelConfig.from_hf_dict(ckpt.hf_config, source=str(path), **over)
     graphdef, params = load_params(cfg, ArraySource(ckpt.tensors, str(path)), mesh, rules, lora, seed)
-    family = family_of_template(ckpt.tokenizer.chat_template) or _CHAT_FAMILY.get(cfg.architecture)
+    family = family_of_template(ckpt.tokenizer.chat_template) or _architecture_family(cfg)
     return LoadedModel(name, cfg, graphdef, params, ckpt.tokenizer, mesh, rules, family)
 
 
@@ -192,7 +191,12 @@ def _folder_chat_family(config_path: Path, cfg: ModelConfig, tokenizer: PreTrain
     # (Llama 3 headers, DeepSeek markers), then by architecture (the ChatML families).
     recorded = json.loads(config_path.read_text()).get(CHAT_FORMAT_KEY)
     template = tokenizer.chat_template if tokenizer is not None else None
-    return recorded or family_of_template(template) or _CHAT_FAMILY.get(cfg.architecture)
+    return recorded or family_of_template(template) or _architecture_family(cfg)
+
+
+def _architecture_family(cfg: ModelConfig) -> str | None:
+    spec = ARCHITECTURE_SPECS.get(cfg.architecture)
+    return spec.chat_family if spec is not None else None
 
 
 def _folder_tokenizer(path: Path) -> PreTrainedTokenizerBase | None:
