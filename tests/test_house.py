@@ -185,3 +185,12 @@ def test_paths_and_modules_named_in_the_package_exist():
             if not _dotted_exists(dotted):
                 missing.append(f"{where}: {dotted}")
     assert not missing, "named in the package but not there:\n" + "\n".join(missing)
+
+
+def test_design_sections_cited_exist():
+    sections = set(re.findall(r"^## (\d+)\.", DESIGN.read_text(encoding="utf-8"), flags=re.M))
+    cited = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for number in re.findall(r"docs/design\.md §(\d+)", path.read_text(encoding="utf-8")):
+            cited.append((str(path.relative_to(ROOT)), number))
+    assert cited and all(n in sections for _, n in cited), [c for c in cited if c[1] not in sections]
