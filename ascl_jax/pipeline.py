@@ -24,7 +24,7 @@ from ascl_jax.data import demo
 from ascl_jax.data.prompts import load_prompts
 from ascl_jax.errors import ConfigError, UserError
 from ascl_jax.eval.benchmarks import stratified_subset
-from ascl_jax.eval.rollout_eval import evaluate
+from ascl_jax.eval.rollout_eval import check_positions, evaluate
 from ascl_jax.models.lora_export import write_peft_adapter
 from ascl_jax.models.config import ModelConfig
 from ascl_jax.models.registry import RUN_MODEL_DIR, LoadedModel, export_hf, load_model
@@ -209,10 +209,8 @@ def _check_model_limits(mcfg: ModelConfig, cfg: TrainConfig) -> None:
                         "tokens); use at most that, or 0 for no top-k")
     for key, new in (("rollout.max_new_tokens", cfg.rollout.max_new_tokens),
                      ("eval.max_new_tokens", cfg.eval.max_new_tokens)):
-        capacity = dataclasses.replace(cfg.rollout, max_new_tokens=new).capacity
-        if capacity > mcfg.max_position_embeddings:
-            raise UserError(f"{key}={new} with rollout.max_prompt_tokens={cfg.rollout.max_prompt_tokens} needs "
-                            f"{capacity} positions; {cfg.model} has {mcfg.max_position_embeddings}")
+        check_positions(mcfg.max_position_embeddings, dataclasses.replace(cfg.rollout, max_new_tokens=new),
+                        f"{key}={new} with rollout.max_prompt_tokens={cfg.rollout.max_prompt_tokens}", cfg.model)
     if cfg.sft.max_tokens > mcfg.max_position_embeddings:
         raise UserError(f"sft.max_tokens={cfg.sft.max_tokens} is more than {cfg.model}'s "
                         f"{mcfg.max_position_embeddings} positions")

@@ -78,9 +78,13 @@ def run_prompts(args: argparse.Namespace) -> int:
     from ascl_jax.curation.prompt_mix import MixConfig, build_mix
     from ascl_jax.curation.prompt_output import summary_markdown, write_mix
     from ascl_jax.curation.prompt_sources import read_source, split_class
+    from ascl_jax.data.prompts import check_output_folder
     from ascl_jax.eval.benchmarks import fixed_subset
 
     start = time.perf_counter()
+    check_output_folder(args.out, "--out")
+    if args.eval_subset is not None and args.eval_subset < 1:
+        raise UserError(f"--eval-subset must be >= 1, got {args.eval_subset}")
     cfg = MixConfig(shares=args.shares, validation_fraction=args.validation_fraction, ngram=args.ngram,
                     overlap_threshold=args.overlap_threshold,
                     similarity_threshold=args.similarity_threshold, seed=args.seed)
@@ -98,8 +102,6 @@ def run_prompts(args: argparse.Namespace) -> int:
                 found = ", ".join(f"{c} {n}" for c, n in other.items())
                 raise UserError(f"--{cls} {spec}: no {cls} prompts in it (it has: {found})")
             train_sets.append((source.name, kept))
-    if args.eval_subset is not None and args.eval_subset < 1:
-        raise UserError(f"--eval-subset must be >= 1, got {args.eval_subset}")
     eval_sets = []
     for spec in args.eval:
         source = read_source(spec, None, args.data_dir)
@@ -168,15 +170,18 @@ def run_cold_start(args: argparse.Namespace) -> int:
     from ascl_jax.curation.cold_start import (DEFAULT_SYSTEM, PROMPT_CLASSES, ColdStartConfig, ColdStartError,
                                           load_cold_start_prompts, parse_consult_share, select_examples,
                                           with_system)
+    from ascl_jax.data.prompts import check_output_file, read_text
 
     start = time.perf_counter()
+    check_output_file(args.out, "--out")
     shares, default_share = parse_consult_share(args.consult_share)
     system = DEFAULT_SYSTEM
     if args.system:
-        try:
-            system = Path(args.system).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ColdStartError(f"--system {args.system}: cannot read it ({exc.strerror})") from None
+        path = Path(args.system)
+        if not path.is_file():
+            raise ColdStartError(f"--system {args.system}: cannot read it "
+                                 f"({'it is a folder' if path.is_dir() else 'no such file'})")
+        system = read_text(path, "system message", ColdStartError).strip()
         if not system:
             raise ColdStartError(f"--system {args.system}: the file is empty")
     cfg = ColdStartConfig(samples=args.samples, temperature=args.temperature, top_p=args.top_p,

@@ -144,11 +144,29 @@ def model_labels(specs: list[str]) -> list[str]:
     return out
 
 
+def _check_counts(args: argparse.Namespace, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
+    """Counts given on the command line, checked before anything is loaded (None: not given)."""
+    for names, low in ((positive, 1), (non_negative, 0)):
+        for name in names:
+            v = getattr(args, name)
+            if v is not None and v < low:
+                raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {v}")
+
+
+def _check_judge(judge: str, judge_model: str | None) -> None:
+    if judge == "refusal" and judge_model:
+        raise UserError("--judge-model is for guard-model judges; add --judge llama_guard, wildguard or "
+                        "strongreject_rubric")
+    if judge != "refusal" and not judge_model:
+        raise UserError(f"--judge {judge} needs --judge-model PATH (a local checkpoint of the judge model)")
+
+
 def run_eval(args: argparse.Namespace) -> int:
+    from ascl_jax.data.prompts import check_output_folder
     from ascl_jax.eval.benchmarks import BENCHMARKS, load_benchmark, resolve_benchmark
     from ascl_jax.eval.report import eval_table_rows, markdown_table, write_eval_report
     from ascl_jax.eval.runner import EvalConfig, evaluate_benchmarks, judge_budget, make_eval_judge, stderr_log
-    from ascl_jax.models.registry import load_model
+    from ascl_jax.models.registry import load_model, model_config
     from ascl_jax.rules import default_rulebook, load_rulebook
 
     if args.list_benchmarks:
@@ -159,28 +177,24 @@ def run_eval(args: argparse.Namespace) -> int:
     if not args.model:
         raise UserError("give --model (a built-in such as tiny, a .gguf file, an HF folder or a run folder); "
                         "repeat it to compare models")
-    for name in ("limit", "subset", "samples", "max_new_tokens", "batch_size", "judge_max_new_tokens"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
-    if args.max_tool_calls < 0 or args.bootstrap < 0:
-        raise UserError("--max-tool-calls and --bootstrap must be >= 0")
+    _check_counts(args, ("limit", "subset", "samples", "max_new_tokens", "batch_size", "judge_max_new_tokens"),
+                  ("max_tool_calls", "bootstrap", "seed"))
+    check_output_folder(args.out, "--out")
     specs = args.benchmarks or DEFAULT_BENCHMARKS
     names = [resolve_benchmark(s)[0] for s in specs]
     if len(set(names)) != len(names):
         raise UserError(f"--benchmarks names a benchmark twice: {' '.join(specs)}")
-    if args.judge == "refusal" and args.judge_model:
-        raise UserError("--judge-model is for guard-model judges; add --judge llama_guard, wildguard or "
-                        "strongreject_rubric")
-    if args.judge != "refusal" and not args.judge_model:
-        raise UserError(f"--judge {args.judge} needs --judge-model PATH (a local checkpoint of the judge model)")
-    benchmarks = {n: load_benchmark(s, args.data_dir, hub=args.hub, limit=args.limit, subset=args.subset)
-                  for n, s in zip(names, specs)}
-    rulebook = None if args.no_tools else (load_rulebook(args.rules) if args.rules else default_rulebook())
+    _check_judge(args.judge, args.judge_model)
     cfg = EvalConfig(max_new_tokens=args.max_new_tokens, max_tool_calls=args.max_tool_calls,
                      use_tools=not args.no_tools, batch_size=args.batch_size, bootstrap=args.bootstrap,
                      seed=args.seed, system=args.system, samples=args.samples, temperature=args.temperature,
                      top_p=args.top_p)
+    benchmarks = {n: load_benchmark(s, args.data_dir, hub=args.hub, limit=args.limit, subset=args.subset)
+                  for n, s in zip(names, specs)}
+    if len(args.model) > 1:  # every config read now (no weights): a bad later model fails before the first runs
+        for spec in args.model:
+            model_config(spec, dtype=args.dtype)
+    rulebook = None if args.no_tools else (load_rulebook(args.rules) if args.rules else default_rulebook())
     judge = make_eval_judge(args.judge, args.judge_model, max_new_tokens=args.judge_max_new_tokens,
                             batch_size=args.batch_size, dtype=args.dtype)
     out = Path(args.out)
@@ -220,6 +234,8 @@ def run_detector(args: argparse.Namespace) -> int:
                         "(tune on all but one file, score the held-out one, for each)")
     if args.detector_judge_model and not args.labelled:
         raise UserError("--judge-model scores a model judge on one file: use it with --labelled FILE")
+    if args.l2 is not None and args.l2 < 0:  # a negative penalty pushes the weights away from the prior
+        raise UserError(f"--l2 must be >= 0, got {args.l2}")
     columns = {"text_column": args.text_column, "label_column": args.label_column}
     if args.leave_one_out:
         # the hand-set weights, not the shipped ones: those were fitted on the files being held out
@@ -259,12 +275,14 @@ def run_detector(args: argparse.Namespace) -> int:
 
 def load_results(path: str | Path) -> dict:
     """The `models` of an `ascl eval` results.json (a folder holding it, or the file)."""
+    from ascl_jax.data.prompts import read_text
+
     p = Path(path)
     f = p / "results.json" if p.is_dir() else p
     if not f.is_file():
         raise UserError(f"{path}: no results.json; give the --out folder of an `ascl eval` run")
     try:
-        data = json.loads(f.read_text())
+        data = json.loads(read_text(f, "results", UserError))
     except json.JSONDecodeError as exc:
         raise UserError(f"{f}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     models = data.get("models") if isinstance(data, dict) else None
@@ -274,8 +292,10 @@ def load_results(path: str | Path) -> dict:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from ascl_jax.data.prompts import check_output_folder
     from ascl_jax.eval.report import eval_table_rows, markdown_table, write_eval_report
 
+    check_output_folder(args.out, "--out")
     merged: dict = {}
     for d in args.dirs:
         for label, m in load_results(d).items():
@@ -293,16 +313,15 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_grade(args: argparse.Namespace) -> int:
+    from ascl_jax.data.prompts import check_output_folder
     from ascl_jax.eval.benchmarks import load_benchmark, resolve_benchmark
     from ascl_jax.eval.grade import grade, read_completions
     from ascl_jax.eval.report import eval_table_rows, markdown_table, write_eval_report
     from ascl_jax.eval.runner import judge_budget, make_eval_judge
 
-    if args.judge == "refusal" and args.judge_model:
-        raise UserError("--judge-model is for guard-model judges; add --judge llama_guard, wildguard or "
-                        "strongreject_rubric")
-    if args.judge != "refusal" and not args.judge_model:
-        raise UserError(f"--judge {args.judge} needs --judge-model PATH (a local checkpoint of the judge model)")
+    _check_counts(args, ("batch_size", "judge_max_new_tokens"), ("bootstrap", "seed"))
+    _check_judge(args.judge, args.judge_model)
+    check_output_folder(args.out, "--out")
     name = resolve_benchmark(args.benchmark)[0]
     prompts = load_benchmark(args.benchmark, args.data_dir, hub=args.hub)
     completions = read_completions(args.completions)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ascl_jax.chat.formats import ChatFormat
-from ascl_jax.data.prompts import PROMPT_CLASSES, DataError, prompt_from_record, read_jsonl
+from ascl_jax.data.prompts import PROMPT_CLASSES, load_prompts
 from ascl_jax.errors import UserError
 from ascl_jax.rl.judge_outputs import Verdict
 from ascl_jax.rl.rewards import REWARD_TERMS, RewardTermError
@@ -124,25 +124,19 @@ def parse_consult_share(text: str) -> tuple[dict[str, float], float]:
 def load_cold_start_prompts(path: str | Path) -> list[Prompt]:
     """Prompts (the `ascl_jax.data.prompts` format) that can be judged: each needs a `class`, a utility
     prompt a `reference`, a sensitive one an `expected_action` (refuse / comply). A bad row raises
-    ColdStartError naming the file and line."""
-    prompts, seen = [], set()
-    for n, where, record in read_jsonl(path, "prompt"):
-        p = prompt_from_record(record, where, default_id=f"line{n}")
-        cls = p.meta.get("class")
-        if cls is None:
-            raise ColdStartError(f"{where}: needs 'class' ({', '.join(PROMPT_CLASSES)}): the judge depends on it")
-        if cls == "utility" and p.meta.get("reference") is None:
-            raise ColdStartError(f"{where}: a utility prompt needs 'reference' (its verifiable answer)")
-        if cls == "sensitive" and p.meta.get("expected_action") not in ("refuse", "comply"):
-            raise ColdStartError(f"{where}: a sensitive prompt needs 'expected_action': \"refuse\" or \"comply\" "
-                                 f"(what the rules in force say), got {p.meta.get('expected_action')!r}")
-        if p.id in seen:
-            raise ColdStartError(f"{where}: duplicate id {p.id!r}")
-        seen.add(p.id)
-        prompts.append(p)
-    if not prompts:
-        raise DataError(f"{path}: no prompts")
-    return prompts
+    ColdStartError (DataError for the format itself) naming the file and line."""
+    return load_prompts(path, check=_judgeable)
+
+
+def _judgeable(p: Prompt, where: str) -> None:
+    cls = p.meta.get("class")
+    if cls is None:
+        raise ColdStartError(f"{where}: needs 'class' ({', '.join(PROMPT_CLASSES)}): the judge depends on it")
+    if cls == "utility" and p.meta.get("reference") is None:
+        raise ColdStartError(f"{where}: a utility prompt needs 'reference' (its verifiable answer)")
+    if cls == "sensitive" and p.meta.get("expected_action") not in ("refuse", "comply"):
+        raise ColdStartError(f"{where}: a sensitive prompt needs 'expected_action': \"refuse\" or \"comply\" "
+                             f"(what the rules in force say), got {p.meta.get('expected_action')!r}")
 
 
 def with_system(prompt: Prompt, system: str | None) -> Prompt:

@@ -24,11 +24,12 @@ from ascl_jax.data.atomic_files import write_files_atomic
 from ascl_jax.curation.cold_start import (BEHAVIOURS, Candidate, ColdStartConfig, ColdStartError, conversation_record,
                                       judge_candidate)
 from ascl_jax.eval.records import ItemCache
+from ascl_jax.eval.rollout_eval import longest_prompt_rollout
 from ascl_jax.eval.runner import batch_seed, fingerprint, rulebook_hash
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.rl.judges import Judge
 from ascl_jax.rollout.sampling import SamplingConfig
-from ascl_jax.rollout.tool_loop import RolloutConfig, run_rollout
+from ascl_jax.rollout.tool_loop import run_rollout
 from ascl_jax.rollout.trajectory import Prompt
 from ascl_jax.rules import ConsultSafetyRulesTool, RuleBook
 from ascl_jax.sft.data import Conversation, encode_conversation
@@ -86,17 +87,14 @@ def judge_samples(trajs, fmt: ChatFormat, judge: Judge, tools: list[dict]) -> li
 def run_teacher(model: LoadedModel, fmt: ChatFormat, prompts: Sequence[Prompt], tool: ConsultSafetyRulesTool,
                 judge: Judge, cfg: ColdStartConfig, cache: ItemCache, log: Log | None = None) -> list[dict[str, Any]]:
     """The cached record of every prompt (in order): {"id", "class", "samples": [per-sample record]}.
-    Batches already cached are skipped; the others are rolled out with their own seed and appended."""
+    Batches already cached are skipped; the others are rolled out with their own seed and appended. A
+    prompt too long for the teacher fails before the first rollout."""
     tools = [tool.schema]
-    lens = [len(fmt.prompt_tokens(list(p.messages), tools)) for p in prompts]
-    rollout = RolloutConfig(group_size=cfg.samples, max_prompt_tokens=max(lens), max_new_tokens=cfg.max_new_tokens,
-                            max_tool_calls=cfg.max_tool_calls, decode_chunk=cfg.decode_chunk,
-                            sampling=SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p))
-    if rollout.capacity > model.config.max_position_embeddings:
-        i = int(np.argmax(lens))
-        raise ColdStartError(f"prompt {prompts[i].id!r} is {lens[i]} tokens (system message and tool schema "
-                             f"included); with --max-new-tokens {cfg.max_new_tokens} that needs {rollout.capacity} "
-                             f"positions but the teacher has {model.config.max_position_embeddings}")
+    rollout = longest_prompt_rollout(fmt, prompts, tools, model.config.max_position_embeddings, who="the teacher",
+                                     fix="lower --max-new-tokens", group_size=cfg.samples,
+                                     max_new_tokens=cfg.max_new_tokens, max_tool_calls=cfg.max_tool_calls,
+                                     decode_chunk=cfg.decode_chunk,
+                                     sampling=SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p))
     hashes = [prompt_hash(p) for p in prompts]
     done = {k: r for k, r in cache.load().items() if r.get("prompt_hash") in hashes}
     is_done = lambda i: prompts[i].id in done and done[prompts[i].id]["prompt_hash"] == hashes[i]  # noqa: E731

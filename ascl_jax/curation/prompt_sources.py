@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ascl_jax.data.prompts import PROMPT_CLASSES, DataError, prompt_from_record
+from ascl_jax.data.prompts import PROMPT_CLASSES, DataError, prompt_from_record, read_text
 from ascl_jax.eval.benchmarks import BENCHMARKS, load_benchmark, read_rows
 from ascl_jax.rollout.trajectory import Prompt
 
@@ -42,10 +42,7 @@ def _blank(value: Any) -> bool:
 
 
 def _read_lines(path: Path, set_name: str, cls: str) -> list[Prompt]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise PromptSourceError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = read_text(path, "prompt", PromptSourceError).splitlines()
     out = [Prompt(f"{set_name}-line{n}", ({"role": "user", "content": line.strip()},),
                   {"class": cls, "source": set_name, "benchmark": set_name})
            for n, line in enumerate(lines, 1) if line.strip()]
@@ -65,7 +62,9 @@ def read_prompt_file(path: str | Path, default_class: str | None) -> list[Prompt
             raise PromptSourceError(f"{path}: a .txt file has no class column; give evaluation prompts as a "
                                     "JSONL or CSV file with 'prompt' and 'class' columns")
         return _read_lines(path, set_name, default_class)
-    rows = read_rows(path)
+    rows = read_rows(path, "prompt")
+    if not rows.rows:
+        raise PromptSourceError(f"{path}: no prompts (the file is empty)")
     if "prompt" not in rows.columns and "messages" not in rows.columns:
         raise PromptSourceError(f"{rows.where}: needs a 'prompt' (or 'messages') column; found: "
                                 f"{', '.join(rows.columns) or 'none'}")
@@ -99,7 +98,7 @@ def read_source(spec: str, default_class: str | None, data_dir: str | Path | Non
         return PromptSet(name, spec, [p if p.meta.get("benchmark") else
                                       Prompt(p.id, p.messages, {**p.meta, "benchmark": name}) for p in prompts])
     path = Path(spec)
-    if path.is_file():
+    if path.exists():  # a folder too: the reader says it is one
         return PromptSet(path.stem, spec, read_prompt_file(path, default_class))
     if "=" in spec:
         raise PromptSourceError(f"{spec!r}: unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")

@@ -5,12 +5,14 @@ file, the line (or row) and the column."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ascl_jax.data.prompts import check_file, read_text
 from ascl_jax.errors import UserError
 from ascl_jax.rollout.trajectory import Prompt
 
@@ -36,24 +38,25 @@ class Rows:
         return f"{self.where}:{n}" if self.unit == "line" else f"{self.where} row {n}"
 
 
-def read_rows(path: str | Path) -> Rows:
-    """The rows of a CSV, TSV, JSONL / JSON-array or parquet file (by its suffix), with line (or row) numbers."""
+def read_rows(path: str | Path, what: str = "data") -> Rows:
+    """The rows of a CSV, TSV, JSONL / JSON-array or parquet file (by its suffix), with line (or row) numbers.
+    `what` names the file's role in the errors ("no such benchmark file")."""
     path = Path(path)
-    if not path.is_file():
-        raise BenchmarkFileError(f"{path}: no such file")
+    check_file(path, what, BenchmarkFileError)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        return _read_csv(path, "\t" if suffix == ".tsv" else ",")
+        return _read_csv(path, "\t" if suffix == ".tsv" else ",", read_text(path, what, BenchmarkFileError))
     if suffix in (".jsonl", ".json", ".ndjson"):
-        return _read_jsonl(path)
+        return _read_jsonl(path, read_text(path, what, BenchmarkFileError))
     if suffix == ".parquet":
         return _read_parquet(path)
     raise BenchmarkFileError(f"{path}: unknown file type {suffix or '(none)'!r}; use .csv, .tsv, .jsonl or .parquet")
 
 
-def _read_csv(path: Path, delimiter: str) -> Rows:
+def _read_csv(path: Path, delimiter: str, text: str) -> Rows:
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        # newline="": the csv module splits the lines itself, keeping newlines inside quoted fields
+        with io.StringIO(text.removeprefix("\ufeff"), newline="") as fh:  # a BOM, as Excel writes one
             reader = csv.reader(fh, delimiter=delimiter)
             try:
                 header = next(reader)
@@ -74,20 +77,14 @@ def _read_csv(path: Path, delimiter: str) -> Rows:
                         f"{'tabs' if delimiter == chr(9) else 'commas'}"
                     )
                 rows.append((line, dict(zip(columns, values))))
-    except UnicodeDecodeError as exc:
-        raise BenchmarkFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
         raise BenchmarkFileError(f"{path}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({exc})") from None
     return Rows(str(path), columns, rows, "line")
 
 
-def _read_jsonl(path: Path) -> Rows:
+def _read_jsonl(path: Path, text: str) -> Rows:
     """JSON lines, or one JSON array of objects (Salad-Data's `base_set.json`): a `.json` file whose first
     non-blank character is `[` is an array; its rows are numbered by position (unit "row")."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise BenchmarkFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if text.lstrip().startswith("["):
         return _read_json_array(path, text)
     rows, columns = [], {}
@@ -166,6 +163,8 @@ def read_hub_rows(repo: str, config: str | None, split: str, **kwargs: Any) -> R
 def require_columns(rows: Rows, *columns: str) -> None:
     """Fail naming the file, the first missing column and the columns found."""
     missing = [c for c in columns if c not in rows.columns]
+    if missing and not rows.columns:
+        raise BenchmarkFileError(f"{rows.where}: empty file; expected rows with the columns {', '.join(columns)}")
     if missing:
         raise BenchmarkFileError(
             f"{rows.where}: missing column {missing[0]!r} (found: {', '.join(rows.columns) or 'none'})"

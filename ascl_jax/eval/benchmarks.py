@@ -85,7 +85,7 @@ class Benchmark:
                 raise BenchmarkFileError(f"{path}: benchmark {self.name!r} reads a table (.csv, .tsv, .jsonl or "
                                          f".parquet like {Path(self.default_file).name}), not one prompt a line")
             return load_text_lines(path, self.name)
-        return self.parse(read_rows(path), self.name)
+        return self.parse(read_rows(path, "benchmark"), self.name)
 
     def load_hub(self) -> list[Prompt]:
         if self.hub is None:
@@ -178,6 +178,9 @@ def load_benchmark(spec: str, data_dir: str | Path | None = None, *, hub: bool =
     elif hub and bench.hub is not None:
         prompts = bench.load_hub()
     else:
+        if data_dir is not None and not Path(data_dir).is_dir():
+            raise UserError(f"--data-dir {data_dir}: {'is a file' if Path(data_dir).exists() else 'no such folder'}; "
+                            "give the folder that holds the benchmark files")
         default = bench.default_path(data_dir)
         if not default.is_file():
             where = "--data-dir" if data_dir is not None else "the shared data folder"

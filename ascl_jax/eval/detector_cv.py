@@ -18,12 +18,14 @@ The rules themselves (the patterns) are fixed code and never fitted. `judge_pred
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ascl_jax.data.prompts import read_text
 from ascl_jax.errors import UserError
 from ascl_jax.rl.refusal import FEATURES, HAND_SET_WEIGHTS, RefusalDetector, final_answer_text
 
@@ -89,9 +91,10 @@ def read_labelled(path: str | Path, *, text_column: str = "completion", label_co
     rows skipped. The prompt's safe/unsafe label is the `label` column when it holds safe/unsafe, else XSTest's
     convention that the unsafe contrast prompts have a type starting with "contrast_"."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: no such file; pass a labelled-completions CSV (columns completion, final_label).")
-    with path.open(newline="", encoding="utf-8") as fh:
+    text = read_text(path, "labelled-completions CSV", UserError)
+    with io.StringIO(text.removeprefix("\ufeff"), newline="") as fh:  # newline="": quoted fields keep theirs
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
         for col in (text_column, label_column):

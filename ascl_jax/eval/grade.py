@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ascl_jax.data.prompts import check_file
 from ascl_jax.errors import UserError
 from ascl_jax.eval.benchmark_rows import read_rows
 from ascl_jax.eval.records import answer_record, compute_metrics
@@ -42,9 +43,10 @@ class Completion:
 
 def read_completions(path: str | Path) -> list[Completion]:
     """The `{"id", "completion"}` lines of a JSONL file, in order; every error names the file and line."""
-    rows = read_rows(path)
+    check_file(Path(path), "completions", CompletionsFileError)
     if Path(path).suffix.lower() not in (".jsonl", ".json", ".ndjson"):
         raise CompletionsFileError(f"{path}: expected JSON lines (.jsonl) of {{\"id\", \"completion\"}}")
+    rows = read_rows(path, "completions")
     out = []
     for n, obj in rows.rows:
         pid, completion = obj.get("id"), obj.get("completion")

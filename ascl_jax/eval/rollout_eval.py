@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ascl_jax.chat.formats import ChatFormat
+from ascl_jax.errors import UserError
 from ascl_jax.models.registry import LoadedModel
 from ascl_jax.rl.judges import Judge, RefusalJudge
 from ascl_jax.rl.utility_answers import utility_correct
@@ -19,6 +20,28 @@ from ascl_jax.rollout.trajectory import Prompt, Trajectory
 from ascl_jax.rules.tool import ConsultSafetyRulesTool
 
 EVAL_BATCH = 32  # prompts rolled out together
+
+
+def check_positions(positions: int, rollout: RolloutConfig, asks: str, who: str = "the model", fix: str = "") -> None:
+    """A rollout's KV budget (prompt and new tokens, tool turns included, each rounded up to its bucket)
+    within the `positions` the model was built for. Checked before any rollout starts: past them the
+    rotary table runs out mid-run. `asks` names what set the budget, `who` the model, `fix` what to change."""
+    if rollout.capacity > positions:
+        raise UserError(f"{asks} needs {rollout.capacity} positions but {who} has {positions}"
+                        + (f"; {fix}" if fix else ""))
+
+
+def longest_prompt_rollout(fmt: ChatFormat, prompts: Sequence[Prompt], tools: list[dict] | None, positions: int, *,
+                           where: str = "", who: str = "the model", fix: str = "", **settings: Any) -> RolloutConfig:
+    """The RolloutConfig (`settings`) whose prompt budget is the longest of `prompts` rendered with `tools`,
+    checked by `check_positions`; the error names that prompt (after `where`)."""
+    lens = [len(fmt.prompt_tokens(list(p.messages), tools)) for p in prompts]
+    rollout = RolloutConfig(max_prompt_tokens=max(lens), **settings)
+    i = int(np.argmax(lens))
+    schema = " with the tool schema" if tools else ""
+    check_positions(positions, rollout, f"{where}prompt {prompts[i].id!r} is {lens[i]} tokens{schema}; with "
+                    f"--max-new-tokens {rollout.max_new_tokens} that", who, fix)
+    return rollout
 
 
 def expected_action(meta: dict) -> str | None:

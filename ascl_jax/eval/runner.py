@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ascl_jax.chat.formats import ChatFormat
 from ascl_jax.errors import UserError
 from ascl_jax.eval import rollout_eval
@@ -71,6 +69,8 @@ class EvalConfig:
                 raise UserError(f"eval: {name} must be >= 1, got {getattr(self, name)}")
         if self.max_tool_calls < 0 or self.bootstrap < 0:
             raise UserError("eval: max_tool_calls and bootstrap must be >= 0")
+        if self.seed < 0:  # numpy's generator (the bootstrap) takes no negative seed
+            raise UserError(f"eval: seed must be >= 0, got {self.seed}")
         if self.samples > 1 and not (self.temperature > 0 and 0 < self.top_p <= 1):
             raise UserError(f"eval: sampling needs temperature > 0 and 0 < top_p <= 1, got {self.temperature}, "
                             f"{self.top_p}")
@@ -141,6 +141,30 @@ def batch_seed(seed: int, benchmark: str, batch: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+@dataclass(frozen=True)
+class BenchmarkPlan:
+    """One benchmark ready to roll out: its items (each prompt `samples` times, with the system message) and
+    the rollout settings that fit its longest prompt."""
+
+    name: str
+    items: list[Prompt]
+    rollout: RolloutConfig
+
+
+def plan_benchmark(model: LoadedModel, fmt: ChatFormat, name: str, prompts: Sequence[Prompt],
+                   tool: ConsultSafetyRulesTool | None, cfg: EvalConfig, where: str = "") -> BenchmarkPlan:
+    """The items and rollout of one benchmark; raises UserError (naming the benchmark and its longest
+    prompt) when they cannot run on `model`, before anything is rolled out or cached."""
+    if not prompts:
+        raise UserError(f"{where}benchmark {name!r}: no prompts to evaluate")
+    items = expand_samples([_messages(p, cfg.system) for p in prompts], cfg.samples)
+    rollout = rollout_eval.longest_prompt_rollout(
+        fmt, items, [tool.schema] if tool is not None else None, model.config.max_position_embeddings,
+        where=f"{where}benchmark {name!r}: ", fix="lower --max-new-tokens or --limit the prompts", group_size=1,
+        max_new_tokens=cfg.max_new_tokens, max_tool_calls=cfg.max_tool_calls, decode_chunk=cfg.decode_chunk)
+    return BenchmarkPlan(name, items, rollout)
+
+
 def run_benchmark(
     model: LoadedModel,
     fmt: ChatFormat,
@@ -153,22 +177,12 @@ def run_benchmark(
     key: str,
     on_batch: BatchHook | None = None,
     log: Callable[[str], None] | None = None,
+    plan: BenchmarkPlan | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Evaluate `prompts` (batched, cached per item in `cache_path`), return (metrics, records in prompt order)."""
-    if not prompts:
-        raise UserError(f"benchmark {name!r}: no prompts to evaluate")
-    prompts = expand_samples([_messages(p, cfg.system) for p in prompts], cfg.samples)
-    tools = [tool.schema] if tool is not None else None
-    lens = [len(fmt.prompt_tokens(list(p.messages), tools)) for p in prompts]
-    rollout = RolloutConfig(group_size=1, max_prompt_tokens=max(lens), max_new_tokens=cfg.max_new_tokens,
-                            max_tool_calls=cfg.max_tool_calls, decode_chunk=cfg.decode_chunk)
-    if rollout.capacity > model.config.max_position_embeddings:
-        longest = int(np.argmax(lens))
-        raise UserError(
-            f"benchmark {name!r}: prompt {prompts[longest].id!r} is {lens[longest]} tokens; with --max-new-tokens "
-            f"{cfg.max_new_tokens} that needs {rollout.capacity} positions but the model has "
-            f"{model.config.max_position_embeddings}; lower --max-new-tokens or --limit the prompts"
-        )
+    """Evaluate `prompts` (batched, cached per item in `cache_path`), return (metrics, records in prompt order).
+    `plan`: `plan_benchmark`'s result when the caller checked it already."""
+    plan = plan or plan_benchmark(model, fmt, name, prompts, tool, cfg)
+    prompts, rollout = plan.items, plan.rollout
     cache = ItemCache(cache_path, key)
     done = cache.load()
     bs = cfg.batch_size
@@ -229,12 +243,15 @@ def evaluate_benchmarks(
     key = fingerprint(model=model_spec, dtype=str(model.config.dtype), judge=judge.name, judge_model=judge_spec,
                       rules=rulebook_hash(rulebook) if tool is not None else None, batch_size=cfg.batch_size,
                       **settings, **budget)
+    # every benchmark checked before the first is rolled out: a prompt too long for the model fails at once
+    plans = {name: plan_benchmark(model, fmt, name, prompts, tool, cfg, where=f"{model_spec}: ")
+             for name, prompts in benchmarks.items()}
     per: dict[str, Any] = {}
     all_records: list[dict[str, Any]] = []
     for name, prompts in benchmarks.items():
         metrics, records = run_benchmark(
             model, fmt, name, prompts, Path(out_dir) / CACHE_DIR / label / f"{name}.jsonl", judge, tool, cfg, key,
-            on_batch=on_batch, log=(lambda m: log(f"[{label}] {m}")) if log else None)
+            on_batch=on_batch, log=(lambda m: log(f"[{label}] {m}")) if log else None, plan=plans[name])
         per[name] = metrics
         all_records += records
     return {
@@ -338,7 +355,11 @@ def make_eval_judge(name: str, judge_model: str | None = None, *, max_new_tokens
     from ascl_jax.models.registry import load_model
 
     lm = load_model(judge_model, dtype=dtype)
-    generate_fn = guard_generate_fn(lm, judge_budget(name, max_new_tokens), batch_size)
+    budget = judge_budget(name, max_new_tokens)
+    if budget >= lm.config.max_position_embeddings:  # else it fails at the first judged batch, after its rollout
+        raise UserError(f"--judge-max-new-tokens {budget} leaves no room for the judge prompt in {judge_model}'s "
+                        f"{lm.config.max_position_embeddings} positions")
+    generate_fn = guard_generate_fn(lm, budget, batch_size)
     render_fn = chat_render_fn(lm) if name in CHAT_TEMPLATE_JUDGES else None
     return make_judge(name, generate_fn, render_fn)
 

