@@ -21,7 +21,7 @@ from etils import epath
 from ascl_jax.chat.formats import ChatFormat, chat_format
 from ascl_jax.config_io import to_dict
 from ascl_jax.data import demo
-from ascl_jax.data.prompts import load_prompts
+from ascl_jax.data.prompts import check_output_folder, load_prompts
 from ascl_jax.errors import ConfigError, UserError
 from ascl_jax.eval.benchmarks import stratified_subset
 from ascl_jax.eval.rollout_eval import check_positions, evaluate
@@ -98,6 +98,7 @@ def run_training(cfg: TrainConfig, progress: Progress | None = None) -> dict[str
     if "://" in cfg.run_dir:
         raise UserError(f"run_dir={cfg.run_dir}: give a local or mounted folder (shared by all processes); "
                         "checkpoints can go to a URL with checkpoint.directory=gs://...")
+    check_output_folder(cfg.run_dir, "run_dir")
     run_dir = Path(cfg.run_dir)
     record = to_dict(cfg)
     checkpoints = epath.Path(cfg.checkpoint.directory) if cfg.checkpoint.directory else run_dir / "checkpoints"

@@ -38,3 +38,13 @@ def test_a_prompt_over_budget_says_what_the_tool_schema_costs(capsys, tmp_path):
     assert main(["train", f"run_dir={tmp_path / 'run'}", "data.task=jsonl", f"data.prompts={data}", "sft.steps=0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "rollout.max_prompt_tokens is 96 (the schema alone takes" in err, err
+
+
+def test_a_run_dir_that_is_a_file_is_one_line(capsys, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder\n")
+    for run in (notes, notes / "run"):
+        assert main(["train", f"run_dir={run}", "sft.steps=0"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"run_dir {run}: " in err[0] and "is a file" in err[0], err
+    assert notes.read_text() == "not a folder\n"
