@@ -10,20 +10,32 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ascl_jax.chat.call_syntax import tools_system_text
+from ascl_jax.chat.families import FamilySpec
 from ascl_jax.chat.toolcall import normalize_tools
-from ascl_jax.chat.untrusted_text import free_chars, guard_value, strings_in
+from ascl_jax.chat.untrusted_text import Codec, free_chars, guard_value, strings_in
 from ascl_jax.errors import ChatError
-
-if TYPE_CHECKING:  # annotations only: formats.py imports this module
-    from ascl_jax.chat.formats import ChatFormat
 
 Message = Mapping[str, Any]
 Tools = Sequence[Mapping] | Mapping[str, Mapping] | None
 ROLES = ("system", "user", "assistant", "tool")
 _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
+
+
+class ChatFormat(Protocol):
+    """What rendering reads of a `ascl_jax.chat.formats.ChatFormat` (a protocol, so that this module, which
+    formats.py imports, needs nothing from it)."""
+
+    family: str
+    tokenizer: Any
+    template: str
+    enable_thinking: bool
+    _codec: Codec
+
+    @property
+    def spec(self) -> FamilySpec: ...
 
 
 def _prepare(fmt: ChatFormat, messages: Sequence[Message], tools: Tools, marker: str) -> tuple[list[dict], list | None]:
