@@ -434,6 +434,12 @@ def test_a_step_logs_what_a_run_needs_to_be_read(uninterrupted, base):
         assert 0.0 < line["entropy"] <= np.log(base[0].config.vocab_size) + 1e-3
         assert line["ifpo_weight_mean"] == pytest.approx(1.0, abs=1e-5)  # alpha 1: a group's weights sum to G
         assert line["ifpo_weight_max"] >= 1.0 - 1e-6
+        # per class and behaviour: mean reward and the advantages' push; a class's rows split between the two
+        pushes = {k: v for k, v in line.items() if k.startswith("advantage_sum/")}
+        assert {k.split("/")[1] for k in pushes} == classes
+        assert {k.split("/")[2] for k in pushes} <= {"consulted", "not_consulted"}
+        for k in pushes:
+            assert np.isfinite(line[k]) and np.isfinite(line[k.replace("advantage_sum", "reward_mean")])
         # rollout and trainer share weights: their log-probabilities agree at temperature 1
         assert line["sampler_trainer_logprob_abs_diff"] < 1e-3
         assert line["sampler_trainer_logprob_max_diff"] < 1e-2

@@ -284,6 +284,7 @@ class RLTrainer(TrainerState):
             "ifpo_weight_max": float(np.asarray(weights).max()),
             "learning_rate": float(self.lr_schedule(self.step * rl.epochs)),
             "update_tokens": int(mask.sum()),
+            **_behaviour_metrics(trajs, total, np.asarray(adv)),
         }
         if rl.mask_truncated:
             res["truncated_rows_masked"] = masked
@@ -366,6 +367,21 @@ def _mean(x) -> float | None:
 
 
 _mismatch_weights = jax.jit(mismatch_weights, static_argnames=("level", "mode", "cap", "floor"))
+
+
+def _behaviour_metrics(trajs: list[Trajectory], total: np.ndarray, adv: np.ndarray) -> dict[str, float]:
+    """Per class and behaviour (called the tool or not): the rows' mean reward and the sum of their
+    advantages, the push the update gives that behaviour. What separates GRPO from IFPO shows here."""
+    classes = np.array([str(t.prompt.meta.get("class", "unlabelled")) for t in trajs])
+    consulted = np.array([t.consulted for t in trajs])
+    out: dict[str, float] = {}
+    for cls in sorted(set(classes)):
+        for name, sel in (("consulted", consulted), ("not_consulted", ~consulted)):
+            rows = (classes == cls) & sel
+            if rows.any():
+                out[f"reward_mean/{cls}/{name}"] = float(total[rows].mean())
+                out[f"advantage_sum/{cls}/{name}"] = float(adv[rows].sum())
+    return out
 
 
 @functools.lru_cache(maxsize=None)
