@@ -57,3 +57,16 @@ def test_report_plot_and_paragraph_at_the_edges(tmp_path):
     assert plot_safety_utility(results, tmp_path / "su.png").exists()
     text = run_paragraph(results)
     assert "after_rl: safety 1.00 [0.65, 1.00] of 7; utility 0.00 [0.00, 0.56] of 3" in text
+
+
+def test_comparison_gives_each_behaviours_reward_and_push():
+    step = lambda r1, r0, a1, a0: {"reward": 1.0, "reward_mean/sensitive/consulted": r1,  # noqa: E731
+                                   "reward_mean/sensitive/not_consulted": r0,
+                                   "advantage_sum/sensitive/consulted": a1, "advantage_sum/sensitive/not_consulted": a0}
+    curves = {"grpo": [[step(1.5, 0.8, 8.0, -8.0), step(1.5, 0.9, 6.0, -6.0)]],
+              "ifpo": [[step(1.5, 0.8, 7.0, -10.0)], [step(1.4, 0.8, 7.0, -11.0)]]}
+    final = {"grpo": [{"utility_accuracy": 1.0}], "ifpo": [{"utility_accuracy": 1.0}] * 2}
+    text = comparison_markdown(final, [{"utility_accuracy": 1.0}], [0], "setting", None, curves)
+    assert "| sensitive | 1.50 / 0.85 | +7.00 / -7.00 | 1.45 / 0.80 | +7.00 / -10.50 |" in text
+    # runs without the per-behaviour metrics (older metrics files) get no table
+    assert "advantage a step" not in comparison_markdown(final, [{}], [0], "setting", None, {"grpo": [[{"reward": 1}]]})

@@ -280,7 +280,7 @@ def run_compare(args: argparse.Namespace) -> int:
     plot = plot_consult_bands(curves, root / "consult_rates.png")
     setting = (f"Model {base.model}, data {base.data.task}, {base.rl.steps} RL steps of {base.rl.prompts_per_step} "
                f"prompts x {base.rollout.group_size}, tool_call_cost {base.rewards.tool_call_cost}.")
-    text = comparison_markdown(final, initial, seeds, setting, plot.name if plot else None)
+    text = comparison_markdown(final, initial, seeds, setting, plot.name if plot else None, curves)
     (root / "comparison.md").write_text(text)
     (root / "comparison.json").write_text(json.dumps({"seeds": seeds, "after_sft": initial, "after_rl": final},
                                                      indent=2))

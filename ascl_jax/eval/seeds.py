@@ -137,10 +137,42 @@ def seed_intervals(per_seed: Sequence[Mapping[str, Any]], rows: Sequence[str] = 
     return out
 
 
+def behaviour_rows(runs: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]) -> list[str]:
+    """Markdown rows, one per prompt class: for each estimator, the mean reward of the rows that called
+    the tool and of those that did not, and the mean per step of the sum of their advantages (the push
+    the update gives each behaviour), averaged over the RL steps of every seed. `runs`: estimator -> one
+    metrics list per seed (the RL step lines, with `reward_mean/<class>/<behaviour>` and
+    `advantage_sum/...`). Empty when no run logged them."""
+    keys = sorted({k for seeds in runs.values() for m in seeds for line in m for k in line
+                   if k.startswith("advantage_sum/")})
+    classes = sorted({k.split("/")[1] for k in keys})
+    if not classes:
+        return []
+
+    def mean(name: str, key: str) -> str:
+        vals = [line[key] for m in runs[name] for line in m if key in line]
+        if not vals:
+            return "-"
+        return f"{np.mean(vals):{'+' if key.startswith('advantage') else ''}.2f}"
+
+    names = list(runs)
+    out = ["| class | " + " | ".join(f"{n}: reward, consulted / not | {n}: advantage a step, consulted / not"
+                                     for n in names) + " |", "|---|" + "---|---|" * len(names)]
+    for cls in classes:
+        cells = []
+        for n in names:
+            cells.append(" / ".join(mean(n, f"reward_mean/{cls}/{b}") for b in ("consulted", "not_consulted")))
+            cells.append(" / ".join(mean(n, f"advantage_sum/{cls}/{b}") for b in ("consulted", "not_consulted")))
+        out.append(f"| {cls} | " + " | ".join(cells) + " |")
+    return out
+
+
 def comparison_markdown(final: Mapping[str, Sequence[Mapping[str, Any]]], initial: Sequence[Mapping[str, Any]],
-                        seeds: Sequence[int], setting: str, plot: str | None) -> str:
+                        seeds: Sequence[int], setting: str, plot: str | None,
+                        curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]] | None = None) -> str:
     """`comparison.md`: per estimator, the after-RL metrics over `seeds` (mean [95% interval]), the
-    after-SFT starting point they share, and a paragraph that says in numbers what happened."""
+    after-SFT starting point they share, a paragraph that says in numbers what happened, and (from the
+    RL step lines in `curves`) what each behaviour earned and how hard the update pushed it."""
     names = list(final)
     ivs = {n: seed_intervals(final[n]) for n in names}
     start = seed_intervals(initial)
@@ -153,6 +185,11 @@ def comparison_markdown(final: Mapping[str, Sequence[Mapping[str, Any]]], initia
         lines.append(f"| {r} | {fmt_interval(start.get(r))} | "
                      + " | ".join(fmt_interval(ivs[n].get(r)) for n in names) + " |")
     lines += ["", comparison_paragraph(ivs, start)]
+    table = behaviour_rows(curves or {})
+    if table:
+        lines += ["", "During RL, per prompt class and behaviour (called the tool or not), averaged over the steps "
+                  "and seeds: the rows' mean reward, and the sum of their advantages a step. An estimator holds "
+                  "a behaviour back only where the push on it is negative.", "", *table]
     if plot:
         lines += ["", f"![consult rate per class over RL steps, a band per estimator]({plot})"]
     return "\n".join(lines) + "\n"
