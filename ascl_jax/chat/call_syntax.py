@@ -30,8 +30,10 @@ from ascl_jax.chat.families import (
     DEEPSEEK_SEP,
     CallSyntax,
 )
-from ascl_jax.chat.call_types import TOOL_CALL_END, TOOL_CALL_START, ParsedCall, ToolCallConfig, ToolCallError, ToolCallErrorKind
-from ascl_jax.chat.toolcall import _how_to_call, call_example, check_call, json_error_detail, normalize_tools, parse_tool_calls, reasoning_spans, strip_tool_calls, tool_parameters
+from ascl_jax.chat.call_types import (TOOL_CALL_END, TOOL_CALL_START, ParsedCall, ToolCallConfig, ToolCallError,
+                                     ToolCallErrorKind)
+from ascl_jax.chat.toolcall import (call_example, check_call, hermes_how_to_call, json_error_detail, normalize_tools,
+                                   parse_tool_calls, reasoning_spans, strip_tool_calls, tool_parameters)
 from ascl_jax.errors import ConfigError
 
 PYTHON_TAG = "<|python_tag|>"
@@ -233,7 +235,7 @@ def _deepseek_one(body: str, raw: str, params, in_reasoning: bool) -> ParsedCall
 
 CALL_SYNTAXES: dict[CallSyntax, CallSyntaxSpec] = {
     "hermes": CallSyntaxSpec(parse=parse_tool_calls, render=_render_hermes, strip=strip_tool_calls,
-                             how_to_call=_how_to_call),
+                             how_to_call=hermes_how_to_call),
     "llama3_json": CallSyntaxSpec(parse=_parse_llama3, render=_render_llama, strip=_strip_llama,
                                   how_to_call=_how_llama),
     "deepseek": CallSyntaxSpec(parse=_parse_deepseek, render=_render_deepseek, strip=_strip_deepseek,

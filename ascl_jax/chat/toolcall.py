@@ -164,7 +164,7 @@ def parse_tool_calls(
                     ToolCallError(
                         ToolCallErrorKind.UNOPENED,
                         f"Found {TOOL_CALL_END} without a {TOOL_CALL_START} before it, so no tool was called. "
-                        + _how_to_call(params),
+                        + hermes_how_to_call(params),
                         text[pos : stray + len(TOOL_CALL_END)].strip(),
                         in_reasoning,
                     )
@@ -187,7 +187,7 @@ def parse_tool_calls(
                 ToolCallError(
                     ToolCallErrorKind.UNCLOSED,
                     f"The tool call was not closed: end it with {TOOL_CALL_END} right after the JSON object. "
-                    + _how_to_call(params),
+                    + hermes_how_to_call(params),
                     raw,
                     in_reasoning,
                 )
@@ -232,7 +232,7 @@ def _parse_one(body: str, raw: str, params: dict[str, dict] | None, in_reasoning
         return ToolCallError(
             ToolCallErrorKind.MALFORMED_JSON,
             f"The tool call is not valid JSON ({json_error_detail(e)}). Write exactly one JSON object between "
-            f"{TOOL_CALL_START} and {TOOL_CALL_END}. " + _how_to_call(params),
+            f"{TOOL_CALL_START} and {TOOL_CALL_END}. " + hermes_how_to_call(params),
             raw, in_reasoning,
         )
     return check_call(obj, raw, params, in_reasoning)
@@ -253,7 +253,7 @@ def check_call(
     """A decoded call object `{"name": ..., arguments_key: {...}}` checked against the tools offered
     (`params`: name -> parameters schema, None: any name): a `ToolCall`, or a `ToolCallError` whose
     message ends with `how(params, name)`, the family's reminder of the call syntax."""
-    how = how or _how_to_call
+    how = how or hermes_how_to_call
 
     def error(kind: ToolCallErrorKind, message: str) -> ToolCallError:
         return ToolCallError(kind, message, raw, in_reasoning)
@@ -332,7 +332,7 @@ def call_example(params: dict[str, dict] | None, name: str | None = None) -> tup
     return name, "{" + args + "}", note
 
 
-def _how_to_call(params: dict[str, dict] | None, name: str | None = None) -> str:
+def hermes_how_to_call(params: dict[str, dict] | None, name: str | None = None) -> str:
     """A one-line reminder of the call format, with the tool's parameters when they are known."""
     example = call_example(params, name)
     if example is not None:
